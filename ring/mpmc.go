@@ -1,0 +1,196 @@
+package ring
+
+import "sync/atomic"
+
+// MPMC is a bounded multi-producer/multi-consumer ring after Dmitry Vyukov's
+// bounded MPMC queue: every slot carries a sequence number that says whose
+// turn it is, producers and consumers claim positions by CAS on their own
+// counter. Any number of goroutines may call any method concurrently.
+//
+// It is not strictly lock-free: a goroutine preempted between claiming a
+// position and publishing it holds up that one slot (consumers see the ring
+// as empty there, producers as full once they lap it) until it resumes.
+//
+// The zero value is not usable; call NewMPMC.
+type MPMC[T any] struct {
+	_ pad
+	// Read-only after construction.
+	slots      []mpmcSlot[T]
+	mask       uint64
+	clearSlots bool
+	_          pad
+	enq        atomic.Uint64 // next position to claim for writing
+	_          pad
+	deq        atomic.Uint64 // next position to claim for reading
+	_          pad
+}
+
+// mpmcSlot is one cell. For position p mapped to this slot:
+// seq == p: free, the producer of p may write it;
+// seq == p+1: holds p's value, the consumer of p may read it;
+// seq == p+cap: emptied, free for position p+cap (the next lap).
+// Slots are not padded: a slot per line would multiply the footprint by up
+// to 8 for small T, and neighbouring slots are mostly touched in sequence.
+type mpmcSlot[T any] struct {
+	seq atomic.Uint64
+	val T
+}
+
+// NewMPMC returns an empty ring holding up to capacity elements, capacity
+// rounded up to a power of two. It panics if capacity < 1 (or > 1<<30).
+func NewMPMC[T any](capacity int) *MPMC[T] {
+	size := roundCapacity("NewMPMC", capacity)
+	r := &MPMC[T]{
+		slots:      make([]mpmcSlot[T], size),
+		mask:       size - 1,
+		clearSlots: needsClear[T](),
+	}
+	for i := range r.slots {
+		r.slots[i].seq.Store(uint64(i))
+	}
+	return r
+}
+
+// Enqueue appends v and reports true, or reports false if the ring is full.
+func (r *MPMC[T]) Enqueue(v T) bool {
+	pos := r.enq.Load()
+	for {
+		s := &r.slots[pos&r.mask]
+		switch dif := int64(s.seq.Load() - pos); {
+		case dif == 0:
+			if r.enq.CompareAndSwap(pos, pos+1) {
+				s.val = v
+				s.seq.Store(pos + 1) // publishes the slot
+				return true
+			}
+			pos = r.enq.Load()
+		case dif < 0:
+			// The slot still holds the value of pos-cap: full.
+			return false
+		default:
+			// Another producer claimed pos already; catch up.
+			pos = r.enq.Load()
+		}
+	}
+}
+
+// EnqueueBatch appends the longest prefix of vs that fits and returns its
+// length (0 when full). The prefix is claimed with a single CAS; see the
+// package documentation for why that is safe.
+func (r *MPMC[T]) EnqueueBatch(vs []T) int {
+	want := min(uint64(len(vs)), r.mask+1)
+	if want == 0 {
+		return 0
+	}
+	pos := r.enq.Load()
+	for {
+		// Count the free slots from pos on.
+		n := uint64(0)
+		var dif int64
+		for n < want {
+			dif = int64(r.slots[(pos+n)&r.mask].seq.Load() - (pos + n))
+			if dif != 0 {
+				break
+			}
+			n++
+		}
+		if n == 0 {
+			if dif < 0 {
+				return 0 // full
+			}
+			pos = r.enq.Load()
+			continue
+		}
+		if r.enq.CompareAndSwap(pos, pos+n) {
+			for k := range n {
+				s := &r.slots[(pos+k)&r.mask]
+				s.val = vs[k]
+				s.seq.Store(pos + k + 1)
+			}
+			return int(n)
+		}
+		pos = r.enq.Load()
+	}
+}
+
+// Dequeue removes and returns the oldest element, or reports false if the
+// ring is empty (or its oldest element is still being published).
+func (r *MPMC[T]) Dequeue() (v T, ok bool) {
+	pos := r.deq.Load()
+	for {
+		s := &r.slots[pos&r.mask]
+		switch dif := int64(s.seq.Load() - (pos + 1)); {
+		case dif == 0:
+			if r.deq.CompareAndSwap(pos, pos+1) {
+				v = s.val
+				if r.clearSlots {
+					var zero T
+					s.val = zero
+				}
+				s.seq.Store(pos + r.mask + 1) // hands the slot to the next lap
+				return v, true
+			}
+			pos = r.deq.Load()
+		case dif < 0:
+			return v, false // empty
+		default:
+			pos = r.deq.Load()
+		}
+	}
+}
+
+// DequeueBatch moves the oldest elements into a prefix of out, as many as
+// are published and fit, and returns how many. One CAS claims them all.
+func (r *MPMC[T]) DequeueBatch(out []T) int {
+	want := min(uint64(len(out)), r.mask+1)
+	if want == 0 {
+		return 0
+	}
+	pos := r.deq.Load()
+	for {
+		n := uint64(0)
+		var dif int64
+		for n < want {
+			dif = int64(r.slots[(pos+n)&r.mask].seq.Load() - (pos + n + 1))
+			if dif != 0 {
+				break
+			}
+			n++
+		}
+		if n == 0 {
+			if dif < 0 {
+				return 0 // empty
+			}
+			pos = r.deq.Load()
+			continue
+		}
+		if r.deq.CompareAndSwap(pos, pos+n) {
+			lap := r.mask + 1
+			for k := range n {
+				s := &r.slots[(pos+k)&r.mask]
+				out[k] = s.val
+				if r.clearSlots {
+					var zero T
+					s.val = zero
+				}
+				s.seq.Store(pos + k + lap)
+			}
+			return int(n)
+		}
+		pos = r.deq.Load()
+	}
+}
+
+// Len returns the number of claimed-for-writing minus claimed-for-reading
+// positions, clamped to [0, Cap]. Approximate when racing.
+func (r *MPMC[T]) Len() int {
+	d := r.deq.Load()
+	e := r.enq.Load()
+	if int64(e-d) < 0 {
+		return 0
+	}
+	return int(min(e-d, r.mask+1))
+}
+
+// Cap returns the capacity (a power of two).
+func (r *MPMC[T]) Cap() int { return int(r.mask + 1) }
