@@ -1,0 +1,292 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+)
+
+// Mode is the kind of overlay device: L3 (tun) or L2 (tap).
+type Mode string
+
+const (
+	ModeTUN Mode = "tun"
+	ModeTAP Mode = "tap"
+)
+
+// EncapType names an encapsulation.
+type EncapType string
+
+const (
+	EncapIPIP  EncapType = "ipip"  // IPv4 in IPv4, IP protocol 4
+	EncapSIT   EncapType = "sit"   // IPv6 in IPv4 (6in4), IP protocol 41
+	EncapGRE   EncapType = "gre"   // GRE, IP protocol 47; TEB in tap mode
+	EncapVXLAN EncapType = "vxlan" // VXLAN over UDP (RFC 7348)
+	EncapIPUDP EncapType = "ipudp" // bare IP in UDP (flannel's udp backend)
+)
+
+// Defaults filled in by Parse for keys the file leaves out.
+const (
+	DefaultDeviceName    = "tp0"
+	DefaultUnderlayMTU   = 1500
+	DefaultVXLANPort     = 4789
+	DefaultIPUDPPort     = 8285
+	DefaultVNI           = 1
+	DefaultTTL           = 64
+	DefaultOffload       = "auto"
+	DefaultMetricsListen = "127.0.0.1:9109"
+	DefaultLogLevel      = "info"
+
+	// Inherit is the value of Encap.TOS and Encap.DF meaning "copy from
+	// the inner packet".
+	Inherit = -1
+
+	MaxVNI    = 1<<24 - 1
+	MaxQueues = 64
+	MinMTU    = 68   // RFC 791: every IPv4 link carries 68 bytes
+	MinMTU6   = 1280 // RFC 8200: every IPv6 link carries 1280 bytes
+	MaxMTU    = 65535
+)
+
+// Config is a validated tunneld configuration with all defaults filled in.
+type Config struct {
+	Device   Device
+	Encap    Encap
+	Underlay Underlay
+	Peers    []Peer
+	Offload  string // "auto" | "off"
+	Queues   int    // 0 = one per CPU
+	Metrics  Metrics
+	Log      Log
+}
+
+// Device is the overlay TUN/TAP device.
+type Device struct {
+	Name string
+	Mode Mode
+	MTU  int
+	// Addresses are the device's own overlay addresses; host bits are
+	// kept (10.200.0.1/24 is address 10.200.0.1 on a /24).
+	Addresses []netip.Prefix
+	// MAC is the TAP MAC, or the own VTEP MAC for vxlan in tun mode.
+	// Parse fills it with DefaultMAC(Underlay.Local) when the file does
+	// not set it; MACSet reports whether the file set it.
+	MAC    [6]byte
+	MACSet bool
+}
+
+// Encap describes the encapsulation. Fields that do not apply to Type are
+// zero.
+type Encap struct {
+	Type     EncapType
+	VNI      uint32 // vxlan only
+	Port     uint16 // vxlan and ipudp: the UDP destination port
+	HasKey   bool   // gre only: send and require Key
+	Key      uint32
+	Checksum bool // gre only: send GRE checksums
+	Sequence bool // gre only: send GRE sequence numbers
+	TTL      uint8
+	TOS      int // Inherit, or 0..255
+	DF       int // Inherit, 0 (clear) or 1 (set)
+}
+
+// Underlay is the local end of the outer packets.
+type Underlay struct {
+	Local netip.Addr
+	MTU   int
+}
+
+// Peer is a remote tunnel endpoint.
+type Peer struct {
+	Remote netip.Addr
+	// Prefixes are the overlay prefixes behind the peer, masked. They are
+	// both the routes toward the peer and the inner source addresses
+	// accepted from it.
+	Prefixes []netip.Prefix
+	// MAC is the peer's VTEP MAC; Parse fills it with DefaultMAC(Remote)
+	// when the file does not set it. MACSet reports whether it did.
+	MAC    [6]byte
+	MACSet bool
+}
+
+// Metrics configures the metrics HTTP server.
+type Metrics struct {
+	Listen string // host:port, or "" to disable
+}
+
+// Log configures logging.
+type Log struct {
+	Level string // "debug" | "info" | "warn" | "error"
+}
+
+// Problem is one thing wrong with a configuration. Line and Col are 1-based
+// and zero when unknown (a Config built in code, see Config.Validate).
+type Problem struct {
+	Line, Col int
+	Path      string // e.g. "peers[1].remote"; "" for the whole file
+	Msg       string
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.Line > 0 {
+		fmt.Fprintf(&b, "%d:", p.Line)
+		if p.Col > 0 {
+			fmt.Fprintf(&b, "%d:", p.Col)
+		}
+		b.WriteByte(' ')
+	}
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Error lists every problem found in one configuration, in file order.
+type Error struct {
+	File     string
+	Problems []Problem
+}
+
+// Error formats one problem per line, e.g.
+//
+//	tunneld.yaml:12:5: peers[1].remote: "10.99.0.x" is not an IP address
+func (e *Error) Error() string {
+	var b strings.Builder
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		if e.File != "" {
+			b.WriteString(e.File)
+			if p.Line > 0 {
+				b.WriteByte(':')
+			} else {
+				b.WriteString(": ")
+			}
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+func newError(file string, probs []Problem) *Error {
+	sort.SliceStable(probs, func(i, j int) bool {
+		if probs[i].Line != probs[j].Line {
+			return probs[i].Line < probs[j].Line
+		}
+		return probs[i].Col < probs[j].Col
+	})
+	return &Error{File: file, Problems: probs}
+}
+
+// Load reads the file at path and parses it with Parse.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses and validates a YAML configuration and fills in defaults.
+// name is used in error messages ("name:line:col: ..."). On failure the
+// error is an *Error listing all problems found, not just the first.
+func Parse(name string, data []byte) (*Config, error) {
+	d := newDecoder()
+	c := d.decode(data)
+	applyDefaults(c, d.given)
+	v := validator{c: c, pos: d.pos, given: d.given, reported: d.reported, problems: d.problems}
+	v.validate()
+	if len(v.problems) > 0 {
+		return nil, newError(name, v.problems)
+	}
+	return c, nil
+}
+
+// Validate checks a complete Config, for example one built in code, against
+// the same rules Parse applies; it fills in no defaults. The error, if any,
+// is an *Error whose problems carry paths but no positions.
+func (c *Config) Validate() error {
+	v := validator{c: c}
+	v.validate()
+	if len(v.problems) > 0 {
+		return newError("", v.problems)
+	}
+	return nil
+}
+
+// Overhead returns the bytes the encapsulation adds on the underlay to a
+// packet of the device MTU:
+//
+//	ipip   20
+//	sit    20 (IPv4 underlay), 40 (IPv6 underlay)
+//	gre    24, +4 with a key, +4 with checksums, +4 with sequence numbers,
+//	       +20 on an IPv6 underlay, +14 in tap mode (GRE-TEB carries the
+//	       inner Ethernet header, as Linux gretap: MTU 1462 on 1500)
+//	vxlan  50 (IPv4 underlay), 70 (IPv6 underlay); the inner Ethernet
+//	       header is carried in tun mode too, so the same figures apply
+//	ipudp  28 (IPv4 underlay), 48 (IPv6 underlay)
+//
+// An unknown type has no overhead. The underlay family is taken from
+// Underlay.Local; an invalid Local counts as IPv4.
+func (c *Config) Overhead() int {
+	outer := 20
+	if c.Underlay.Local.Is6() && !c.Underlay.Local.Is4In6() {
+		outer = 40
+	}
+	const udp, vxlan, ether, gre = 8, 8, 14, 4
+	switch c.Encap.Type {
+	case EncapIPIP, EncapSIT:
+		return outer
+	case EncapGRE:
+		n := outer + gre
+		if c.Encap.HasKey {
+			n += 4
+		}
+		if c.Encap.Checksum {
+			n += 4
+		}
+		if c.Encap.Sequence {
+			n += 4
+		}
+		if c.Device.Mode == ModeTAP {
+			n += ether
+		}
+		return n
+	case EncapVXLAN:
+		return outer + udp + vxlan + ether
+	case EncapIPUDP:
+		return outer + udp
+	}
+	return 0
+}
+
+// DefaultMAC derives a stable, locally administered unicast MAC from an
+// underlay address, so that both ends of a tunnel derive the same MAC for
+// each other without exchanging it:
+//
+//	IPv4 a.b.c.d  -> 02:00:a:b:c:d
+//	IPv6          -> 02 followed by the last 5 bytes of the address
+//
+// IPv4-mapped IPv6 addresses are treated as IPv4. Two IPv6 addresses that
+// differ only outside their last 5 bytes map to the same MAC; Parse reports
+// such a clash for vxlan, where the MACs are used. The invalid Addr maps to
+// 02:00:00:00:00:00.
+func DefaultMAC(a netip.Addr) [6]byte {
+	mac := [6]byte{0x02}
+	a = a.Unmap()
+	switch {
+	case a.Is4():
+		b := a.As4()
+		copy(mac[2:], b[:])
+	case a.Is6():
+		b := a.As16()
+		copy(mac[1:], b[11:])
+	}
+	return mac
+}
