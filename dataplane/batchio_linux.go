@@ -1,0 +1,188 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Why not golang.org/x/net's ReadBatch/WriteBatch: they parse every
+// received source address into a freshly allocated *net.UDPAddr (two
+// allocations per datagram), which breaks the data plane's no-allocation
+// rule. These few lines call recvmmsg/sendmmsg directly over the socket's
+// RawConn, so Go's netpoller still parks the goroutine when the socket has
+// nothing to give, and all headers, iovecs and socket addresses are
+// allocated once per connection.
+
+// Message is one datagram of a batch.
+type Message struct {
+	Buf   []byte         // read: where to receive; write: what to send
+	Addr  netip.AddrPort // read: the sender; write: the destination
+	N     int            // read: bytes received
+	Trunc bool           // read: the datagram was larger than Buf
+}
+
+// mmsghdr mirrors struct mmsghdr on 64-bit Linux.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// BatchConn does batched datagram I/O on one socket. A BatchConn is used
+// by one reader goroutine and one writer goroutine: reading and writing
+// keep separate scratch state.
+type BatchConn struct {
+	rc  syscall.RawConn
+	rd  batchState
+	wr  batchState
+	raw bool // raw IP socket: addresses carry no port
+}
+
+type batchState struct {
+	hdrs  []mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet6 // large enough for sockaddr_in too
+	count int
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool // allocated once: a method value per call would escape
+}
+
+// NewBatchConn wraps a socket for batches of up to size datagrams.
+func NewBatchConn(sc syscall.Conn, size int, raw bool) (*BatchConn, error) {
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	c := &BatchConn{rc: rc, raw: raw}
+	for _, s := range []*batchState{&c.rd, &c.wr} {
+		s.hdrs = make([]mmsghdr, size)
+		s.iovs = make([]unix.Iovec, size)
+		s.names = make([]unix.RawSockaddrInet6, size)
+	}
+	c.rd.fn = func(fd uintptr) bool { return c.rd.call(fd, unix.SYS_RECVMMSG) }
+	c.wr.fn = func(fd uintptr) bool { return c.wr.call(fd, unix.SYS_SENDMMSG) }
+	return c, nil
+}
+
+func (s *batchState) call(fd uintptr, trap uintptr) bool {
+	n, _, errno := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(s.count), 0, 0, 0)
+	if errno == unix.EAGAIN || errno == unix.EINTR {
+		return false // not ready: let the netpoller wait
+	}
+	s.n, s.errno = int(n), errno
+	return true
+}
+
+// ReadBatch receives up to len(ms) datagrams (at least one; it blocks until
+// then) and returns how many it filled.
+func (c *BatchConn) ReadBatch(ms []Message) (int, error) {
+	s := &c.rd
+	if len(ms) > len(s.hdrs) {
+		ms = ms[:len(s.hdrs)]
+	}
+	for i := range ms {
+		s.iovs[i].Base = unsafe.SliceData(ms[i].Buf)
+		s.iovs[i].SetLen(len(ms[i].Buf))
+		h := &s.hdrs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
+		h.Namelen = uint32(unsafe.Sizeof(s.names[i]))
+		h.Iov = &s.iovs[i]
+		h.Iovlen = 1
+		h.Control, h.Controllen, h.Flags = nil, 0, 0
+	}
+	s.count = len(ms)
+	if err := c.rc.Read(s.fn); err != nil {
+		return 0, err
+	}
+	if s.errno != 0 {
+		return 0, fmt.Errorf("recvmmsg: %w", s.errno)
+	}
+	for i := 0; i < s.n; i++ {
+		ms[i].N = int(s.hdrs[i].len)
+		ms[i].Trunc = s.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0
+		ms[i].Addr = sockaddrToAddrPort(&s.names[i])
+	}
+	return s.n, nil
+}
+
+// WriteBatch sends ms in as few system calls as the kernel allows. It
+// returns how many were sent; on an error, ms[n] is the datagram the kernel
+// refused, and the caller decides whether to skip it and go on.
+func (c *BatchConn) WriteBatch(ms []Message) (int, error) {
+	s := &c.wr
+	sent := 0
+	for sent < len(ms) {
+		chunk := ms[sent:]
+		if len(chunk) > len(s.hdrs) {
+			chunk = chunk[:len(s.hdrs)]
+		}
+		for i := range chunk {
+			s.iovs[i].Base = unsafe.SliceData(chunk[i].Buf)
+			s.iovs[i].SetLen(len(chunk[i].Buf))
+			h := &s.hdrs[i].hdr
+			h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
+			h.Namelen = addrPortToSockaddr(chunk[i].Addr, &s.names[i])
+			h.Iov = &s.iovs[i]
+			h.Iovlen = 1
+			h.Control, h.Controllen, h.Flags = nil, 0, 0
+		}
+		s.count = len(chunk)
+		if err := c.rc.Write(s.fn); err != nil {
+			return sent, err
+		}
+		if s.errno != 0 {
+			return sent, fmt.Errorf("sendmmsg: %w", s.errno)
+		}
+		sent += s.n
+	}
+	return sent, nil
+}
+
+func sockaddrToAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	switch sa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa4.Port))[:])
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port)
+	case unix.AF_INET6:
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port)
+	}
+	return netip.AddrPort{}
+}
+
+func addrPortToSockaddr(ap netip.AddrPort, sa *unix.RawSockaddrInet6) uint32 {
+	a := ap.Addr()
+	if a.Is4() {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa4.Port))[:], ap.Port())
+		return unix.SizeofSockaddrInet4
+	}
+	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], ap.Port())
+	return unix.SizeofSockaddrInet6
+}
+
+// isTransient tells errors a receive loop must survive: ICMP errors the
+// kernel queues on the socket (ECONNREFUSED for port unreachable, and the
+// like) say something about one earlier datagram, not about the socket.
+func isTransient(err error) bool {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return false
+	}
+	switch errno {
+	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EMSGSIZE,
+		unix.ENOBUFS, unix.EPERM, unix.EACCES, unix.EINVAL, unix.ENOMEM, unix.EHOSTDOWN, unix.ENETDOWN:
+		return true
+	}
+	return false
+}

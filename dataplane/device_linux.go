@@ -1,0 +1,198 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/songgao/water"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"tunnelplane/dataplane/config"
+)
+
+// Device is the overlay side: a TUN (IP packets) or TAP (Ethernet frames).
+// Its contract is wireguard-go's tun.Device: packets are read into and
+// written from bufs at a fixed offset, leaving headroom in front.
+type Device interface {
+	Read(bufs [][]byte, sizes []int, offset int) (int, error)
+	Write(bufs [][]byte, offset int) (int, error)
+	BatchSize() int
+	Name() (string, error)
+	Close() error
+}
+
+var _ Device = tun.Device(nil)
+
+// tapDevice adapts a water TAP interface (one frame per system call) to
+// the batch contract.
+type tapDevice struct{ ifce *water.Interface }
+
+func (d *tapDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := d.ifce.Read(bufs[0][offset:])
+	if err != nil {
+		return 0, err
+	}
+	sizes[0] = n
+	return 1, nil
+}
+
+func (d *tapDevice) Write(bufs [][]byte, offset int) (int, error) {
+	var errs error
+	for i, b := range bufs {
+		if _, err := d.ifce.Write(b[offset:]); err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return i, err
+			}
+			errs = errors.Join(errs, err)
+		}
+	}
+	return len(bufs), errs
+}
+
+func (d *tapDevice) BatchSize() int          { return 1 }
+func (d *tapDevice) Name() (string, error)   { return d.ifce.Name(), nil }
+func (d *tapDevice) Close() error            { return d.ifce.Close() }
+func (d *tapDevice) File() (*os.File, error) { return nil, errors.ErrUnsupported }
+
+// openDevice creates (or attaches to) the configured device and brings it
+// up with its addresses and MTU. The returned undo removes what this call
+// added to a device that existed before; a device it created goes away
+// when closed.
+func openDevice(cfg *config.Config) (Device, func(), error) {
+	name := cfg.Device.Name
+	_, existedErr := netlink.LinkByName(name)
+	existed := existedErr == nil
+	var dev Device
+	switch cfg.Device.Mode {
+	case config.ModeTAP:
+		ifce, err := water.New(water.Config{DeviceType: water.TAP, PlatformSpecificParams: water.PlatformSpecificParams{Name: name}})
+		if err != nil {
+			return nil, nil, fmt.Errorf("create tap %q: %w", name, err)
+		}
+		dev = &tapDevice{ifce: ifce}
+	default:
+		td, err := createTUN(name, cfg.Device.MTU, cfg.Offload != "off")
+		if err != nil {
+			return nil, nil, fmt.Errorf("create tun %q: %w", name, err)
+		}
+		dev = td
+	}
+	undo, err := configureLink(cfg, existed)
+	if err != nil {
+		dev.Close()
+		return nil, nil, err
+	}
+	return dev, undo, nil
+}
+
+// createTUN opens a TUN device. With offloads, wireguard-go's tun turns on
+// IFF_VNET_HDR and TSO/USO when the kernel has them; without, the device
+// is opened plainly and handed over, so every packet is one MTU-sized read.
+func createTUN(name string, mtu int, offload bool) (Device, error) {
+	if offload {
+		return tun.CreateTUN(name, mtu)
+	}
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUNSETIFF: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
+}
+
+// configureLink sets MTU, MAC (TAP), addresses and up through netlink.
+func configureLink(cfg *config.Config, existed bool) (func(), error) {
+	link, err := netlink.LinkByName(cfg.Device.Name)
+	if err != nil {
+		return nil, fmt.Errorf("device %q: %w", cfg.Device.Name, err)
+	}
+	var added []*netlink.Addr
+	undo := func() {
+		if !existed {
+			return // the kernel removes a non-persistent device, its addresses and routes on close
+		}
+		for _, a := range added {
+			netlink.AddrDel(link, a)
+		}
+	}
+	if err := netlink.LinkSetMTU(link, cfg.Device.MTU); err != nil {
+		return nil, fmt.Errorf("set mtu %d on %s: %w", cfg.Device.MTU, cfg.Device.Name, err)
+	}
+	if cfg.Device.Mode == config.ModeTAP {
+		if err := netlink.LinkSetHardwareAddr(link, net.HardwareAddr(cfg.Device.MAC[:])); err != nil {
+			return nil, fmt.Errorf("set mac on %s: %w", cfg.Device.Name, err)
+		}
+	}
+	for _, p := range cfg.Device.Addresses {
+		a := &netlink.Addr{IPNet: prefixToIPNet(p)}
+		if p.Addr().Is6() {
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := netlink.AddrReplace(link, a); err != nil {
+			undo()
+			return nil, fmt.Errorf("add address %s to %s: %w", p, cfg.Device.Name, err)
+		}
+		added = append(added, a)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		undo()
+		return nil, fmt.Errorf("set %s up: %w", cfg.Device.Name, err)
+	}
+	return undo, nil
+}
+
+// addRoutes points the peers' prefixes that the device's own subnets do
+// not already cover at the device.
+func addRoutes(cfg *config.Config, peers []*Peer) error {
+	link, err := netlink.LinkByName(cfg.Device.Name)
+	if err != nil {
+		return err
+	}
+	for _, p := range peers {
+		for _, pfx := range p.Prefixes {
+			if coveredByDevice(cfg, pfx) {
+				continue
+			}
+			r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixToIPNet(pfx.Masked()), Scope: netlink.SCOPE_LINK}
+			if err := netlink.RouteReplace(r); err != nil {
+				return fmt.Errorf("route %s dev %s: %w", pfx, cfg.Device.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func coveredByDevice(cfg *config.Config, pfx netip.Prefix) bool {
+	for _, a := range cfg.Device.Addresses {
+		if a.Bits() <= pfx.Bits() && a.Masked().Contains(pfx.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+func prefixToIPNet(p netip.Prefix) *net.IPNet {
+	bits := 32
+	if p.Addr().Is6() {
+		bits = 128
+	}
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}
+}

@@ -1,0 +1,386 @@
+package dataplane
+
+// The pipeline, one instance per device queue:
+//
+//	egress:  device ──Read──▶ routineDeviceReader ──classify, encap──▶ txq ──▶ routineUnderlayWriter ──sendmmsg──▶ underlay
+//	ingress: underlay ──recvmmsg──▶ routineUnderlayReader ──validate, decap──▶ rxq ──▶ routineDeviceWriter ──Write──▶ device
+//	                                                        └─ ARP/NDP replies ─▶ txq
+//
+// Buffers come from the pool at the reading stage and go back to it at the
+// writing stage (or wherever a packet is dropped). The rings carry
+// references, never bytes. Each stage counts into its own Counters.
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"tunnelplane/encap"
+)
+
+// Start launches the pipeline goroutines.
+func (d *Dataplane) Start() {
+	d.wg.Add(4)
+	go d.routineDeviceReader()
+	go d.routineUnderlayWriter()
+	go d.routineUnderlayReader()
+	go d.routineDeviceWriter()
+}
+
+// Err delivers errors that stop forwarding (the device vanished, the
+// socket broke). The owner should log it and Close.
+func (d *Dataplane) Err() <-chan error { return d.errc }
+
+// Close stops the pipeline, closes the socket and the device, and removes
+// what New added to the system. It is safe to call more than once.
+func (d *Dataplane) Close() error {
+	d.closeOnce.Do(func() {
+		close(d.done)
+		if d.sock != nil {
+			d.sock.Close()
+		}
+		if d.dev != nil {
+			d.dev.Close()
+		}
+		d.wg.Wait()
+		if d.undoDev != nil {
+			d.undoDev()
+		}
+	})
+	return nil
+}
+
+func (d *Dataplane) fatal(stage string, err error) {
+	select {
+	case <-d.done:
+		return // shutting down: errors from closed files are expected
+	default:
+	}
+	d.log.Error("pipeline stage stopped", "stage", stage, "err", err)
+	select {
+	case d.errc <- err:
+	default:
+	}
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed)
+}
+
+// getBuffers takes up to len(idx) buffers, waiting (briefly sleeping) while
+// the pool is empty: a reader that cannot get a buffer leaves packets in
+// the kernel's queue, which is where back-pressure belongs.
+func (d *Dataplane) getBuffers(idx []uint32) int {
+	for {
+		if n := d.pool.GetBatch(idx); n > 0 {
+			return n
+		}
+		select {
+		case <-d.done:
+			return 0
+		default:
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+}
+
+func (d *Dataplane) now() int64 { return int64(time.Since(d.start)) }
+
+func (d *Dataplane) routineDeviceReader() {
+	defer d.wg.Done()
+	bs := d.dev.BatchSize()
+	idx := make([]uint32, bs)
+	bufs := make([][]byte, bs)
+	sizes := make([]int, bs)
+	out := make([]packet, 0, bs)
+	free := make([]uint32, 0, bs)
+	c := &d.egress
+	for {
+		n := d.getBuffers(idx)
+		if n == 0 {
+			return
+		}
+		for i := range n {
+			bufs[i] = d.pool.Buf(idx[i])
+		}
+		k, err := d.dev.Read(bufs[:n], sizes[:n], Headroom)
+		if err != nil && k == 0 {
+			d.pool.PutBatch(idx[:n])
+			if errors.Is(err, tun.ErrTooManySegments) {
+				c.drop(DropTooBig)
+				continue
+			}
+			if !isClosed(err) {
+				d.fatal("device-reader", err)
+			}
+			return
+		}
+		c.Batches.Add(1)
+		tbl := d.table.Load()
+		now := d.now()
+		out, free = out[:0], append(free[:0], idx[k:n]...)
+		for i := range k {
+			b, off, end := bufs[i], Headroom, Headroom+sizes[i]
+			c.RxPackets.Add(1)
+			c.RxBytes.Add(uint64(sizes[i]))
+			if d.tun.l2 {
+				out = d.egressL2(b, off, end, idx[i], tbl, now, out, &free)
+				continue
+			}
+			p, drop := d.classifyL3(b, off, end, tbl)
+			if drop == 0 {
+				off, drop = d.tun.encap(b, off, end, p)
+			}
+			if drop != 0 {
+				c.drop(drop)
+				free = append(free, idx[i])
+				continue
+			}
+			out = append(out, packet{idx: idx[i], off: int32(off), end: int32(end), peer: p})
+		}
+		d.pool.PutBatch(free)
+		if m := d.txq.put(out, d.done); m < len(out) {
+			d.dropQueued(out[m:], c)
+			return
+		}
+	}
+}
+
+// classifyL3 finds the peer for the inner IP packet b[off:end].
+func (d *Dataplane) classifyL3(b []byte, off, end int, tbl *Table) (*Peer, Drop) {
+	_, dst, ok := encap.InnerAddrs(b, off, end)
+	if !ok {
+		return nil, DropNotIP
+	}
+	p := tbl.Lookup(dst)
+	if p == nil {
+		return nil, DropNoRoute
+	}
+	return p, 0
+}
+
+// egressL2 sends the frame b[off:end] to the peer its destination MAC was
+// learned from, or floods a broadcast, multicast or unknown destination to
+// every peer (a copy each beyond the first).
+func (d *Dataplane) egressL2(b []byte, off, end int, id uint32, tbl *Table, now int64, out []packet, free *[]uint32) []packet {
+	c := &d.egress
+	if end-off < encap.EthernetLen {
+		c.drop(Drop(encap.DropTruncated))
+		*free = append(*free, id)
+		return out
+	}
+	var dst [6]byte
+	copy(dst[:], b[off:])
+	if dst[0]&1 == 0 {
+		if p := tbl.LookupMAC(dst, now); p != nil {
+			no, _ := d.tun.encap(b, off, end, p)
+			return append(out, packet{idx: id, off: int32(no), end: int32(end), peer: p})
+		}
+	}
+	if len(tbl.Peers) == 0 {
+		c.drop(DropNoRoute)
+		*free = append(*free, id)
+		return out
+	}
+	for _, p := range tbl.Peers[1:] {
+		cid, ok := d.pool.Get()
+		if !ok {
+			c.drop(DropPoolExhausted)
+			continue
+		}
+		cb := d.pool.Buf(cid)
+		n := copy(cb[Headroom:], b[off:end])
+		no, _ := d.tun.encap(cb, Headroom, Headroom+n, p)
+		out = append(out, packet{idx: cid, off: int32(no), end: int32(Headroom + n), peer: p})
+	}
+	p := tbl.Peers[0]
+	no, _ := d.tun.encap(b, off, end, p)
+	return append(out, packet{idx: id, off: int32(no), end: int32(end), peer: p})
+}
+
+// dropQueued returns packets a stopping stage could not hand on.
+func (d *Dataplane) dropQueued(ps []packet, c *Counters) {
+	for _, p := range ps {
+		c.drop(DropRingFull)
+		d.pool.Put(p.idx)
+	}
+}
+
+func (d *Dataplane) routineUnderlayWriter() {
+	defer d.wg.Done()
+	const bs = 128
+	ps := make([]packet, bs)
+	msgs := make([]Message, bs)
+	idx := make([]uint32, bs)
+	c := &d.uwriter
+	for {
+		n := d.txq.get(ps, d.done)
+		if n == 0 {
+			return
+		}
+		c.Batches.Add(1)
+		for i := range n {
+			p := &ps[i]
+			msgs[i].Buf = d.pool.Buf(p.idx)[p.off:p.end]
+			msgs[i].Addr = netip.AddrPortFrom(p.peer.Remote, d.dport)
+			idx[i] = p.idx
+			ps[i].peer = nil
+		}
+		for sent := 0; sent < n; {
+			k, err := d.conn.WriteBatch(msgs[sent:n])
+			for _, m := range msgs[sent : sent+k] {
+				c.TxBytes.Add(uint64(len(m.Buf)))
+			}
+			c.TxPackets.Add(uint64(k))
+			sent += k
+			if err != nil {
+				if isClosed(err) {
+					d.pool.PutBatch(idx[:n])
+					return
+				}
+				c.drop(DropUnderlayWrite) // the kernel refused msgs[sent]: skip it
+				sent++
+			}
+		}
+		d.pool.PutBatch(idx[:n])
+	}
+}
+
+func (d *Dataplane) routineUnderlayReader() {
+	defer d.wg.Done()
+	const bs = 128
+	idx := make([]uint32, bs)
+	msgs := make([]Message, bs)
+	rx := make([]packet, 0, bs)
+	tx := make([]packet, 0, bs)
+	free := make([]uint32, 0, bs)
+	c := &d.ureader
+	for {
+		n := d.getBuffers(idx)
+		if n == 0 {
+			return
+		}
+		for i := range n {
+			msgs[i].Buf = d.pool.Buf(idx[i])[Headroom:]
+		}
+		k, err := d.conn.ReadBatch(msgs[:n])
+		if err != nil {
+			d.pool.PutBatch(idx[:n])
+			if isTransient(err) {
+				continue // an ICMP error about an earlier datagram; the socket is fine
+			}
+			if !isClosed(err) {
+				d.fatal("underlay-reader", err)
+			}
+			return
+		}
+		c.Batches.Add(1)
+		tbl := d.table.Load()
+		now := d.now()
+		rx, tx, free = rx[:0], tx[:0], append(free[:0], idx[k:n]...)
+		for i := range k {
+			m := &msgs[i]
+			c.RxPackets.Add(1)
+			c.RxBytes.Add(uint64(m.N))
+			if m.Trunc {
+				c.drop(Drop(encap.DropOversize))
+				free = append(free, idx[i])
+				continue
+			}
+			p := tbl.PeerByRemote(m.Addr.Addr())
+			if p == nil {
+				c.drop(DropUnknownPeer)
+				free = append(free, idx[i])
+				continue
+			}
+			b := d.pool.Buf(idx[i])
+			off, end, v, drop := d.tun.decap(b, Headroom, Headroom+m.N, p, tbl, now)
+			switch v {
+			case toDevice:
+				rx = append(rx, packet{idx: idx[i], off: int32(off), end: int32(end), peer: p})
+			case reply:
+				// The reply sits where the request's Ethernet frame was; the
+				// VXLAN header goes back in front of it.
+				no := d.tun.encapReply(b, off)
+				tx = append(tx, packet{idx: idx[i], off: int32(no), end: int32(end), peer: p})
+			default:
+				c.drop(drop)
+				free = append(free, idx[i])
+			}
+		}
+		d.pool.PutBatch(free)
+		if m := d.rxq.put(rx, d.done); m < len(rx) {
+			d.dropQueued(rx[m:], c)
+			d.dropQueued(tx, c)
+			return
+		}
+		if m := d.txq.put(tx, d.done); m < len(tx) {
+			d.dropQueued(tx[m:], c)
+			return
+		}
+	}
+}
+
+func (d *Dataplane) routineDeviceWriter() {
+	defer d.wg.Done()
+	const bs = 128
+	ps := make([]packet, bs)
+	bufs := make([][]byte, bs)
+	idx := make([]uint32, bs)
+	c := &d.dwriter
+	for {
+		n := d.rxq.get(ps, d.done)
+		if n == 0 {
+			return
+		}
+		c.Batches.Add(1)
+		var bytes uint64
+		for i := range n {
+			p := &ps[i]
+			// Every packet must sit at the same offset for Write, and a
+			// decapsulated one starts wherever its outer headers ended:
+			// slice each buffer so that the packet begins Headroom bytes
+			// into its slice.
+			bufs[i] = d.pool.Buf(p.idx)[int(p.off)-Headroom : p.end]
+			idx[i] = p.idx
+			bytes += uint64(p.end - p.off)
+			ps[i].peer = nil
+		}
+		_, err := d.dev.Write(bufs[:n], Headroom)
+		d.pool.PutBatch(idx[:n])
+		if err != nil {
+			if isClosed(err) {
+				return
+			}
+			c.drop(DropDeviceWrite)
+			continue
+		}
+		c.TxPackets.Add(uint64(n))
+		c.TxBytes.Add(bytes)
+	}
+}
+
+// Stats sums the stages' counters.
+func (d *Dataplane) Stats() Stats {
+	s := Stats{
+		EgressRxPackets:  d.egress.RxPackets.Load(),
+		EgressTxPackets:  d.uwriter.TxPackets.Load(),
+		EgressTxBytes:    d.uwriter.TxBytes.Load(),
+		IngressRxPackets: d.ureader.RxPackets.Load(),
+		IngressRxBytes:   d.ureader.RxBytes.Load(),
+		IngressTxPackets: d.dwriter.TxPackets.Load(),
+		Drops:            map[string]uint64{},
+	}
+	for _, c := range []*Counters{&d.egress, &d.uwriter, &d.ureader, &d.dwriter} {
+		for r := range NumDrops {
+			if v := c.Drops[r].Load(); v > 0 {
+				s.Drops[r.String()] += v
+			}
+		}
+	}
+	return s
+}

@@ -1,0 +1,80 @@
+package dataplane
+
+import "tunnelplane/ring"
+
+// packet is what moves between stages: a reference into the pool, never a
+// copy of the bytes. Ownership moves with it; whoever finishes with it puts
+// idx back into the pool.
+type packet struct {
+	idx      uint32
+	off, end int32
+	peer     *Peer // egress: destination peer; ingress: source peer
+}
+
+// batchRing is what queue needs of ring.SPSC and ring.MPMC.
+type batchRing interface {
+	EnqueueBatch([]packet) int
+	DequeueBatch([]packet) int
+}
+
+// queue joins two stages. The ring carries the packets; two one-slot
+// channels carry the wake-ups, one per batch rather than per packet, so
+// that an idle stage sleeps in the scheduler instead of spinning on one of
+// this machine's two cores.
+type queue struct {
+	r     batchRing
+	ready chan struct{} // something was enqueued
+	space chan struct{} // something was dequeued
+}
+
+func newQueue(r batchRing) *queue {
+	return &queue{r: r, ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// put enqueues all of ps, waiting for room while the ring is full. It
+// returns how many it enqueued: fewer only when done is closed.
+func (q *queue) put(ps []packet, done <-chan struct{}) int {
+	n := 0
+	for {
+		n += q.r.EnqueueBatch(ps[n:])
+		if n > 0 {
+			signal(q.ready)
+		}
+		if n == len(ps) {
+			return n
+		}
+		select {
+		case <-q.space:
+		case <-done:
+			return n
+		}
+	}
+}
+
+// get dequeues at least one packet into out, waiting while the ring is
+// empty. It returns 0 only when done is closed.
+func (q *queue) get(out []packet, done <-chan struct{}) int {
+	for {
+		if n := q.r.DequeueBatch(out); n > 0 {
+			signal(q.space)
+			return n
+		}
+		select {
+		case <-q.ready:
+		case <-done:
+			return 0
+		}
+	}
+}
+
+var (
+	_ batchRing = (*ring.SPSC[packet])(nil)
+	_ batchRing = (*ring.MPMC[packet])(nil)
+)
