@@ -52,3 +52,20 @@ const (
 func hasBytes(b []byte, off, end, n int) bool {
 	return off >= 0 && off <= end && end <= len(b) && end-off >= n
 }
+
+// CheckEncap is the check Push functions leave to their caller: it reports
+// whether the payload b[off:end] can take overhead bytes of outer headers.
+// It returns DropTruncated when off and end are not a valid window of b,
+// and DropOversize when fewer than overhead bytes of headroom precede off
+// or the encapsulated packet, end-off+overhead bytes, would exceed limit
+// (the underlay MTU; the data plane answers with ICMP "fragmentation
+// needed" / "packet too big" when the inner packet forbids fragmenting).
+func CheckEncap(b []byte, off, end, overhead, limit int) DropReason {
+	if !hasBytes(b, off, end, 0) {
+		return DropTruncated
+	}
+	if off < overhead || end-off > limit-overhead {
+		return DropOversize
+	}
+	return OK
+}
