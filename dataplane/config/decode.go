@@ -288,6 +288,16 @@ func (d *decoder) mapping(n *yaml.Node, path string, keys []string, f func(key s
 		return
 	}
 	seen := map[string]int{}
+	var typos []string // known keys that unknown ones look like
+	defer func() {
+		// A misspelt key is reported once, as unknown, not again as a
+		// missing required key.
+		for _, k := range typos {
+			if _, ok := seen[k]; !ok {
+				d.reported[join(path, k)] = true
+			}
+		}
+	}()
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := deref(n.Content[i]), deref(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode {
@@ -303,6 +313,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, keys []string, f func(key s
 			msg := fmt.Sprintf("unknown key %q", k.Value)
 			if s := suggest(k.Value, keys); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
+				typos = append(typos, s)
 			} else {
 				msg += fmt.Sprintf(" (known: %s)", strings.Join(keys, ", "))
 			}

@@ -232,7 +232,7 @@ func (v *validator) underlay() {
 	case usableAddr(u.Local) != "":
 		v.fail("underlay.local", "%s %s", u.Local, usableAddr(u.Local))
 	case u.Local.Is6() && (t == EncapIPIP || t == EncapSIT):
-		v.fail("underlay.local", "%s needs an IPv4 underlay; %s is IPv6 (tunnels over an IPv6 underlay, such as 6in4's ip6tnl cousins, are out of scope: use gre, vxlan or ipudp)", t, u.Local)
+		v.fail("underlay.local", "%s needs an IPv4 underlay, but %s is IPv6 (ipip and sit over an IPv6 underlay are out of scope; gre, vxlan and ipudp run over IPv6)", t, u.Local)
 	}
 	min := MinMTU
 	if u.Local.Is6() {
@@ -389,7 +389,7 @@ func (v *validator) peers() {
 			case j == i:
 				v.fail(path, "%s is listed twice for this peer", pfx)
 			default:
-				v.fail(path, "%s is claimed by both peers[%d] (%s)%s and peers[%d] (%s)", pfx, j, c.Peers[j].Remote, v.line(fmt.Sprintf("peers[%d]", j)), i, p.Remote)
+				v.fail(path, "%s is claimed by both %s%s and %s", pfx, peerName(c, j), v.line(fmt.Sprintf("peers[%d]", j)), peerName(c, i))
 			}
 		}
 		if p.MACSet {
@@ -409,4 +409,12 @@ func (v *validator) peers() {
 			}
 		}
 	}
+}
+
+// peerName names peers[i] in messages: "peers[1] (10.99.0.2)".
+func peerName(c *Config, i int) string {
+	if r := c.Peers[i].Remote; r.IsValid() {
+		return fmt.Sprintf("peers[%d] (%s)", i, r)
+	}
+	return fmt.Sprintf("peers[%d]", i)
 }
