@@ -26,7 +26,7 @@ const netnsDir = "/run/netns"
 
 var (
 	runID     = newRunID() // per process: keeps parallel runs apart
-	nsCounter atomic.Uint32
+	nsCounter atomic.Uint32 // names are tp-<pid base 36>-<random>-<counter>[-label]
 
 	prepareMu   sync.Mutex
 	prepareDone bool
@@ -37,7 +37,7 @@ func newRunID() string {
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand does not fail on Linux
 	}
-	return strconv.FormatInt(int64(os.Getpid()), 36) + hex.EncodeToString(b[:])
+	return strconv.FormatInt(int64(os.Getpid()), 36) + "-" + hex.EncodeToString(b[:])
 }
 
 // Path returns the namespace's bind-mount path (/run/netns/NAME), usable with
