@@ -25,7 +25,7 @@ import (
 const netnsDir = "/run/netns"
 
 var (
-	runID     = newRunID() // per process: keeps parallel runs apart
+	runID     = newRunID()  // per process: keeps parallel runs apart
 	nsCounter atomic.Uint32 // names are tp-<pid base 36>-<random>-<counter>[-label]
 
 	prepareMu   sync.Mutex
