@@ -37,9 +37,11 @@ type mpmcSlot[T any] struct {
 }
 
 // NewMPMC returns an empty ring holding up to capacity elements, capacity
-// rounded up to a power of two. It panics if capacity < 1 (or > 1<<30).
+// rounded up to a power of two and to at least 2: in a one-slot ring the
+// sequence number meaning "holds the value of p" (p+1) would equal the one
+// meaning "free for p+1". It panics if capacity < 1 (or > 1<<30).
 func NewMPMC[T any](capacity int) *MPMC[T] {
-	size := roundCapacity("NewMPMC", capacity)
+	size := max(roundCapacity("NewMPMC", capacity), 2)
 	r := &MPMC[T]{
 		slots:      make([]mpmcSlot[T], size),
 		mask:       size - 1,
@@ -105,7 +107,7 @@ func (r *MPMC[T]) EnqueueBatch(vs []T) int {
 			for k := range n {
 				s := &r.slots[(pos+k)&r.mask]
 				s.val = vs[k]
-				s.seq.Store(pos + k + 1)
+				s.seq.Store(pos + k + 1) // publishes the slot: after the value
 			}
 			return int(n)
 		}
