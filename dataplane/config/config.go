@@ -174,13 +174,30 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-func newError(file string, probs []Problem) *Error {
+// A broken file can yield a problem per line; past maxProblems they are
+// counted, not formatted, and an Error shows the first maxShown.
+const (
+	maxProblems = 1000
+	maxShown    = 100
+)
+
+// newError sorts the problems into file order and keeps the first
+// maxShown; more counts the problems already dropped.
+func newError(file string, probs []Problem, more int) *Error {
 	sort.SliceStable(probs, func(i, j int) bool {
 		if probs[i].Line != probs[j].Line {
 			return probs[i].Line < probs[j].Line
 		}
 		return probs[i].Col < probs[j].Col
 	})
+	if len(probs) > maxShown {
+		more += len(probs) - maxShown
+		probs = probs[:maxShown]
+	}
+	if more > 0 {
+		last := probs[len(probs)-1]
+		probs = append(probs, Problem{Line: last.Line, Col: last.Col, Msg: fmt.Sprintf("... and %d more problems", more)})
+	}
 	return &Error{File: file, Problems: probs}
 }
 
@@ -200,10 +217,10 @@ func Parse(name string, data []byte) (*Config, error) {
 	d := newDecoder()
 	c := d.decode(data)
 	applyDefaults(c, d.given)
-	v := validator{c: c, pos: d.pos, given: d.given, reported: d.reported, problems: d.problems}
+	v := validator{c: c, pos: d.pos, given: d.given, reported: d.reported, problems: d.problems, more: d.more}
 	v.validate()
 	if len(v.problems) > 0 {
-		return nil, newError(name, v.problems)
+		return nil, newError(name, v.problems, v.more)
 	}
 	return c, nil
 }
@@ -215,7 +232,7 @@ func (c *Config) Validate() error {
 	v := validator{c: c}
 	v.validate()
 	if len(v.problems) > 0 {
-		return newError("", v.problems)
+		return newError("", v.problems, v.more)
 	}
 	return nil
 }

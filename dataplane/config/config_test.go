@@ -61,7 +61,7 @@ func checkRoundTrip(tb testing.TB, c *Config) {
 }
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
-func ip(s string) netip.Addr     { return netip.MustParseAddr(s) }
+func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
 
 func TestParseValidFiles(t *testing.T) {
 	tests := []struct {
@@ -631,5 +631,37 @@ func TestValidateBuiltInCode(t *testing.T) {
 	want := []string{"encap.vni", "device.mtu", "peers[0].prefixes[0]"}
 	if !reflect.DeepEqual(paths, want) {
 		t.Errorf("problem paths %v, want %v\n%v", paths, want, err)
+	}
+}
+
+func TestAliasExpansionIsBounded(t *testing.T) {
+	data := "x: &a [" + strings.Repeat("10.0.0.0/32, ", 1000) + "10.0.0.0/32]\n" +
+		"encap: {type: gre}\nunderlay: {local: 10.99.0.1}\n" +
+		"peers: [" + strings.Repeat("{remote: 10.0.0.2, prefixes: *a}, ", 1000) + "]\n"
+	probs := parseProblems(t, []byte(data))
+	found := false
+	for _, p := range probs {
+		found = found || strings.Contains(p.Msg, "aliases expand the document too far")
+	}
+	if !found || len(probs) > maxShown+1 {
+		t.Fatalf("got %d problems, want the alias one among at most %d: %v", len(probs), maxShown+1, probs[:min(len(probs), 5)])
+	}
+}
+
+func TestManyProblemsAreCapped(t *testing.T) {
+	lines := append([]string{}, base...)
+	lines = append(lines, "peers:")
+	for range 300 {
+		lines = append(lines, "  - remote: nope")
+	}
+	probs := parseProblems(t, doc(lines...))
+	if len(probs) != maxShown+1 {
+		t.Fatalf("got %d problems, want %d", len(probs), maxShown+1)
+	}
+	if last := probs[maxShown]; last.Msg != "... and 200 more problems" {
+		t.Errorf("last problem %v", last)
+	}
+	if probs[0].Line != 6 || probs[maxShown-1].Line != 6+maxShown-1 {
+		t.Errorf("problems not the first in file order: %v ... %v", probs[0], probs[maxShown-1])
 	}
 }

@@ -33,6 +33,11 @@ type position struct{ line, col int }
 // in the file and which paths the file gave a value.
 type decoder struct {
 	problems []Problem
+	more     int // problems past maxProblems, counted only
+	// budget is how many more nodes the walk may visit. Aliases let a
+	// small file name the same list many times over; the budget keeps the
+	// work linear in the file's size.
+	budget int
 	// pos is the position of each path: the value for scalars, the key
 	// for mappings, sequences and nulls, the element for list entries.
 	pos map[string]position
@@ -52,8 +57,22 @@ func newDecoder() *decoder {
 }
 
 func (d *decoder) problem(n *yaml.Node, path, format string, args ...any) {
-	d.problems = append(d.problems, Problem{Line: n.Line, Col: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
 	d.reported[path] = true
+	if len(d.problems) >= maxProblems {
+		d.more++
+		return
+	}
+	d.problems = append(d.problems, Problem{Line: n.Line, Col: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// spend takes one node from the walk's budget and reports whether the walk
+// may go on.
+func (d *decoder) spend(n *yaml.Node) bool {
+	d.budget--
+	if d.budget == -1 {
+		d.problem(n, "", "aliases expand the document too far; write the values out")
+	}
+	return d.budget >= 0
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -117,6 +136,7 @@ func (d *decoder) decode(data []byte) *Config {
 		Metrics:  Metrics{Listen: DefaultMetricsListen},
 		Log:      Log{Level: DefaultLogLevel},
 	}
+	d.budget = 4*len(data) + 1000
 	doc := d.readDocument(data)
 	if doc == nil || len(doc.Content) == 0 {
 		return c
@@ -300,6 +320,9 @@ func (d *decoder) mapping(n *yaml.Node, path string, keys []string, f func(key s
 	}()
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		if !d.spend(k) {
+			return
+		}
 		if k.Kind != yaml.ScalarNode {
 			d.problem(k, path, "keys must be plain words, not %s", describe(k))
 			continue
@@ -348,6 +371,9 @@ func (d *decoder) sequence(n *yaml.Node, path string, f func(i int, val *yaml.No
 	}
 	for i, e := range n.Content {
 		e = deref(e)
+		if !d.spend(e) {
+			return
+		}
 		child := fmt.Sprintf("%s[%d]", path, i)
 		d.pos[child] = position{e.Line, e.Column}
 		f(i, e, child)

@@ -48,6 +48,7 @@ type validator struct {
 	given    map[string]bool // nil: Validate, judge by values
 	reported map[string]bool
 	problems []Problem
+	more     int // problems past maxProblems, counted only
 }
 
 // fail records a problem at path unless path, or a path above it, already
@@ -73,11 +74,15 @@ func (v *validator) fail(path, format string, args ...any) {
 			}
 		}
 	}
-	v.problems = append(v.problems, Problem{Line: line, Col: col, Path: path, Msg: fmt.Sprintf(format, args...)})
 	if v.reported == nil {
 		v.reported = map[string]bool{}
 	}
 	v.reported[path] = true
+	if len(v.problems) >= maxProblems {
+		v.more++
+		return
+	}
+	v.problems = append(v.problems, Problem{Line: line, Col: col, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 // parent strips the last ".key" or "[i]" from a path.
