@@ -218,7 +218,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	c := d.decode(data)
 	applyDefaults(c, d.given)
 	v := validator{c: c, pos: d.pos, given: d.given, reported: d.reported, problems: d.problems, more: d.more}
-	v.validate()
+	if d.budget >= 0 { // else the Config is a fragment, not worth judging
+		v.validate()
+	}
 	if len(v.problems) > 0 {
 		return nil, newError(name, v.problems, v.more)
 	}

@@ -8,6 +8,10 @@
 // on: the encapsulation overhead ([Config.Overhead]), from which the
 // device MTU is derived, and the default VTEP MAC of a node ([DefaultMAC]).
 //
+// [Config.Validate] applies the same rules to a Config built in code, and
+// [Config.Marshal] writes the effective configuration back as YAML that
+// Parse reads into an equal Config.
+//
 // It does not touch the system: it creates no devices, opens no sockets and
 // resolves no names. A null value (`mtu:` or `mtu: ~`) means "not set" and
 // takes the default; to disable the metrics server write `listen: ""`.
