@@ -37,10 +37,15 @@ func onesSum(b []byte, acc uint64) uint64 {
 // finishChecksum folds acc to 16 bits and complements it. Over data whose
 // checksum field is zero the result is the value to store; over data that
 // carries a correct checksum the result is 0.
+//
+// The folds are a fixed sequence rather than a loop so that they compile to
+// straight-line code. Each keeps the value modulo 2^16-1 and never turns a
+// non-zero sum into 0; the bounds: < 2^33, < 0x30000, <= 0x10001, <= 0xffff.
 func finishChecksum(acc uint64) uint16 {
-	for acc > 0xffff {
-		acc = acc>>16 + acc&0xffff
-	}
+	acc = acc>>32 + acc&0xffffffff
+	acc = acc>>16 + acc&0xffff
+	acc = acc>>16 + acc&0xffff
+	acc = acc>>16 + acc&0xffff
 	return ^uint16(acc)
 }
 

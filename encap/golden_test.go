@@ -479,3 +479,19 @@ func TestSetUDPChecksumZeroIsFFFF(t *testing.T) {
 		t.Fatalf("ParseUDP of 0xFFFF checksum: %v", r)
 	}
 }
+
+// TestFinishChecksumFolds checks the fixed fold sequence against a plain
+// fold loop at the accumulator's extremes.
+func TestFinishChecksumFolds(t *testing.T) {
+	loop := func(acc uint64) uint16 {
+		for acc > 0xffff {
+			acc = acc>>16 + acc&0xffff
+		}
+		return ^uint16(acc)
+	}
+	for _, acc := range []uint64{0, 1, 0xffff, 0x10000, 0x1fffe, 0x2fffd, 0xffffffff, 1 << 32, 1<<33 - 1, 5 << 32, 1<<64 - 1, 1<<64 - 2, 0x8000_0000_ffff_0001} {
+		if got, want := finishChecksum(acc), loop(acc); got != want {
+			t.Errorf("finishChecksum(%#x) = %#04x, want %#04x", acc, got, want)
+		}
+	}
+}
