@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"tunnelplane/bench/topo"
+)
+
+// Kind is how a scenario carries traffic between the two namespaces.
+type Kind int
+
+const (
+	KindDirect  Kind = iota // straight over the veth
+	KindKernel              // kernel vxlan devices on both sides
+	KindTunneld             // tunneld on both sides
+)
+
+// Scenario is one way of connecting namespace A to namespace B.
+type Scenario struct {
+	Name  string
+	Kind  Kind
+	Mode  string // tunneld device mode: tun | tap
+	Encap string // tunneld encap: block body
+}
+
+// Baseline is the scenario every ratio is taken against.
+const Baseline = "kernel-vxlan"
+
+// Scenarios lists every scenario in the order tunbench runs them.
+var Scenarios = []Scenario{
+	{Name: "direct", Kind: KindDirect},
+	{Name: "kernel-vxlan", Kind: KindKernel},
+	{Name: "tunneld-vxlan", Kind: KindTunneld, Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
+	{Name: "tunneld-ipip", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipip\n"},
+	{Name: "tunneld-gre", Kind: KindTunneld, Mode: "tun", Encap: "  type: gre\n"},
+	{Name: "tunneld-ipudp", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipudp\n"},
+	{Name: "tunneld-vxlan-tap", Kind: KindTunneld, Mode: "tap", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
+}
+
+// ScenarioNames returns the names of all scenarios.
+func ScenarioNames() []string {
+	var s []string
+	for _, sc := range Scenarios {
+		s = append(s, sc.Name)
+	}
+	return s
+}
+
+// LookupScenarios resolves a comma-separated list ("all" or empty: every
+// scenario), keeping the canonical order and dropping duplicates.
+func LookupScenarios(list string) ([]Scenario, error) {
+	list = strings.TrimSpace(list)
+	if list == "" || list == "all" {
+		return Scenarios, nil
+	}
+	want := map[string]bool{}
+	for _, n := range strings.Split(list, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		found := false
+		for _, sc := range Scenarios {
+			if sc.Name == n {
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("unknown scenario %q (have %s)", n, strings.Join(ScenarioNames(), ", "))
+		}
+		want[n] = true
+	}
+	var out []Scenario
+	for _, sc := range Scenarios {
+		if want[sc.Name] {
+			out = append(out, sc)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no scenarios selected")
+	}
+	return out, nil
+}
+
+// The overlay addresses used by every tunnel scenario.
+var (
+	OverlayA = netip.MustParsePrefix("10.200.0.1/24")
+	OverlayB = netip.MustParsePrefix("10.200.0.2/24")
+)
+
+// Fixed MACs of the kernel vxlan devices.
+var (
+	macA = [6]byte{0x02, 0x00, 0x00, 0x00, 0x01, 0x01}
+	macB = [6]byte{0x02, 0x00, 0x00, 0x00, 0x02, 0x02}
+)
+
+// KernelVXLANMTU is the kernel vxlan devices' MTU (1500 - 50).
+const KernelVXLANMTU = 1450
+
+// setup connects the pair for the scenario and returns the address in B
+// that traffic from A goes to, and the tunnelds it started (if any).
+func (sc Scenario) setup(ctx context.Context, p *topo.Pair, tunneld, dir string) (netip.Addr, []*Daemon, error) {
+	la, lb := p.AddrA.Addr(), p.AddrB.Addr()
+	switch sc.Kind {
+	case KindDirect:
+		return lb, nil, nil
+	case KindKernel:
+		if err := p.A.AddKernelVXLAN(topo.KernelVXLAN{Name: "vxlan42", VNI: 42, Port: 4789,
+			Local: la, Remote: lb, MAC: macA, Addr: OverlayA, MTU: KernelVXLANMTU}, OverlayB.Addr(), macB); err != nil {
+			return netip.Addr{}, nil, err
+		}
+		if err := p.B.AddKernelVXLAN(topo.KernelVXLAN{Name: "vxlan42", VNI: 42, Port: 4789,
+			Local: lb, Remote: la, MAC: macB, Addr: OverlayB, MTU: KernelVXLANMTU}, OverlayA.Addr(), macA); err != nil {
+			return netip.Addr{}, nil, err
+		}
+		return OverlayB.Addr(), nil, nil
+	case KindTunneld:
+		da, err := StartTunneld(ctx, p.A, tunneld, dir, TunneldConfig(sc.Mode, sc.Encap, la, lb, OverlayA, OverlayB))
+		if err != nil {
+			return netip.Addr{}, nil, err
+		}
+		db, err := StartTunneld(ctx, p.B, tunneld, dir, TunneldConfig(sc.Mode, sc.Encap, lb, la, OverlayB, OverlayA))
+		if err != nil {
+			da.Stop()
+			return netip.Addr{}, nil, err
+		}
+		return OverlayB.Addr(), []*Daemon{da, db}, nil
+	}
+	return netip.Addr{}, nil, fmt.Errorf("scenario %s: unknown kind", sc.Name)
+}
