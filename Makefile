@@ -14,7 +14,7 @@ help:
 	@echo "make test   - install what is missing, vet, gofmt check, all tests (race on concurrent packages)"
 	@echo "make demo   - two namespaces, tunneld on each side, ping + iperf3 through the tunnel"
 	@echo "make fuzz   - run every fuzz target for FUZZTIME (default $(FUZZTIME)) each"
-	@echo "make bench  - hot-path Go benchmarks with -benchmem"
+	@echo "make bench  - hot-path Go benchmarks with -benchmem, then tunbench (root; TUNBENCH_FLAGS=... to narrow)"
 
 deps:
 	@./scripts/deps.sh
@@ -39,6 +39,7 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./encap/ ./ring/
+	$(GO) run ./cmd/tunbench $(TUNBENCH_FLAGS)
 
 demo: deps build
 	@./scripts/demo.sh

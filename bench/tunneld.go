@@ -70,6 +70,10 @@ func StartTunneld(ctx context.Context, ns *topo.NS, bin, dir, config string) (*D
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := ns.Handle().LinkByName(TunneldDevice); err == nil {
+			if err := d.checkPID(bin); err != nil {
+				d.Stop()
+				return nil, err
+			}
 			return d, nil
 		}
 		select {
@@ -132,4 +136,21 @@ func BuildTunneld(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("go build tunnelplane/cmd/tunneld (run from the repository, or pass --tunneld): %w\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// checkPID makes sure the PID whose /proc figures are read is tunneld
+// itself and not a wrapper (`ip netns exec` execs in place).
+func (d *Daemon) checkPID(bin string) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", d.PID()))
+	if err != nil {
+		return fmt.Errorf("tunneld in %s: %w", d.NS.Name, err)
+	}
+	comm, want := strings.TrimSpace(string(b)), filepath.Base(bin)
+	if len(want) > 15 { // TASK_COMM_LEN - 1
+		want = want[:15]
+	}
+	if comm != want {
+		return fmt.Errorf("tunneld in %s: pid %d is %q, not %q", d.NS.Name, d.PID(), comm, want)
+	}
+	return nil
 }
