@@ -21,11 +21,26 @@ import (
 
 // Message is one datagram of a batch.
 type Message struct {
-	Buf   []byte         // read: where to receive; write: what to send
-	Addr  netip.AddrPort // read: the sender; write: the destination
-	N     int            // read: bytes received
-	Trunc bool           // read: the datagram was larger than Buf
+	Buf []byte // read: where to receive; write: what to send
+	// Bufs, on write, replaces Buf with several buffers sent back to back
+	// in one system call; with GSOSize the kernel cuts them into
+	// datagrams of GSOSize bytes (UDP GSO), so each buffer but the last
+	// must be exactly GSOSize long.
+	Bufs [][]byte
+	// GSOSize: on write, the UDP_SEGMENT size (0: one datagram); on read,
+	// the size of the datagrams the kernel coalesced into Buf (UDP GRO), or
+	// 0 when Buf holds one datagram.
+	GSOSize int
+	Addr    netip.AddrPort // read: the sender; write: the destination
+	N       int            // read: bytes received
+	Trunc   bool           // read: the datagram was larger than Buf
 }
+
+// maxIovecs bounds the buffers one WriteBatch call hands to the kernel.
+const maxIovecs = 1024
+
+// oobSize holds one UDP_SEGMENT or UDP_GRO control message.
+var oobSize = unix.CmsgSpace(4)
 
 // mmsghdr mirrors struct mmsghdr on 64-bit Linux.
 type mmsghdr struct {
@@ -48,6 +63,7 @@ type batchState struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6 // large enough for sockaddr_in too
+	oob   []byte                  // oobSize bytes per message
 	count int
 	n     int
 	errno syscall.Errno
@@ -65,7 +81,9 @@ func NewBatchConn(sc syscall.Conn, size int, raw bool) (*BatchConn, error) {
 		s.hdrs = make([]mmsghdr, size)
 		s.iovs = make([]unix.Iovec, size)
 		s.names = make([]unix.RawSockaddrInet6, size)
+		s.oob = make([]byte, size*oobSize)
 	}
+	c.wr.iovs = make([]unix.Iovec, max(size, maxIovecs))
 	c.rd.fn = func(fd uintptr) bool { return c.rd.call(fd, unix.SYS_RECVMMSG) }
 	c.wr.fn = func(fd uintptr) bool { return c.wr.call(fd, unix.SYS_SENDMMSG) }
 	return c, nil
@@ -95,7 +113,9 @@ func (c *BatchConn) ReadBatch(ms []Message) (int, error) {
 		h.Namelen = uint32(unsafe.Sizeof(s.names[i]))
 		h.Iov = &s.iovs[i]
 		h.Iovlen = 1
-		h.Control, h.Controllen, h.Flags = nil, 0, 0
+		h.Control = &s.oob[i*oobSize]
+		h.SetControllen(oobSize)
+		h.Flags = 0
 	}
 	s.count = len(ms)
 	if err := c.rc.Read(s.fn); err != nil {
@@ -108,6 +128,10 @@ func (c *BatchConn) ReadBatch(ms []Message) (int, error) {
 		ms[i].N = int(s.hdrs[i].len)
 		ms[i].Trunc = s.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0
 		ms[i].Addr = sockaddrToAddrPort(&s.names[i])
+		ms[i].GSOSize = 0
+		if s.hdrs[i].hdr.Controllen > 0 {
+			ms[i].GSOSize = groSize(s.oob[i*oobSize : (i+1)*oobSize])
+		}
 	}
 	return s.n, nil
 }
@@ -123,15 +147,34 @@ func (c *BatchConn) WriteBatch(ms []Message) (int, error) {
 		if len(chunk) > len(s.hdrs) {
 			chunk = chunk[:len(s.hdrs)]
 		}
+		nio := 0
 		for i := range chunk {
-			s.iovs[i].Base = unsafe.SliceData(chunk[i].Buf)
-			s.iovs[i].SetLen(len(chunk[i].Buf))
+			m := &chunk[i]
+			bufs := m.Bufs
+			if bufs == nil {
+				bufs = [][]byte{m.Buf}[:1:1]
+			}
+			if nio+len(bufs) > len(s.iovs) {
+				chunk = chunk[:i]
+				break
+			}
 			h := &s.hdrs[i].hdr
+			h.Iov = &s.iovs[nio]
+			h.Iovlen = uint64(len(bufs))
+			for _, b := range bufs {
+				s.iovs[nio].Base = unsafe.SliceData(b)
+				s.iovs[nio].SetLen(len(b))
+				nio++
+			}
 			h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
-			h.Namelen = addrPortToSockaddr(chunk[i].Addr, &s.names[i])
-			h.Iov = &s.iovs[i]
-			h.Iovlen = 1
+			h.Namelen = addrPortToSockaddr(m.Addr, &s.names[i])
 			h.Control, h.Controllen, h.Flags = nil, 0, 0
+			if m.GSOSize > 0 {
+				oob := s.oob[i*oobSize : (i+1)*oobSize]
+				putSegmentCmsg(oob, m.GSOSize)
+				h.Control = &oob[0]
+				h.SetControllen(unix.CmsgSpace(2))
+			}
 		}
 		s.count = len(chunk)
 		if err := c.rc.Write(s.fn); err != nil {
@@ -185,4 +228,44 @@ func isTransient(err error) bool {
 		return true
 	}
 	return false
+}
+
+// putSegmentCmsg writes a UDP_SEGMENT control message (a uint16 size).
+func putSegmentCmsg(oob []byte, size int) {
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level = unix.IPPROTO_UDP
+	h.Type = unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(size)
+}
+
+// groSize returns the segment size of a UDP_GRO control message in oob, or
+// 0 when there is none.
+func groSize(oob []byte) int {
+	for len(oob) >= unix.CmsgLen(0) {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if h.Len < uint64(unix.CmsgLen(0)) || int(h.Len) > len(oob) {
+			return 0
+		}
+		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && h.Len >= uint64(unix.CmsgLen(4)) {
+			return int(*(*int32)(unsafe.Pointer(&oob[unix.CmsgLen(0)])))
+		}
+		oob = oob[min(len(oob), unix.CmsgSpace(int(h.Len)-unix.CmsgLen(0))):]
+	}
+	return 0
+}
+
+// EnableGRO asks the kernel to coalesce received datagrams of one flow
+// (UDP_GRO); ReadBatch then reports their size in GSOSize.
+func (c *BatchConn) EnableGRO() error {
+	var serr error
+	err := c.rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) })
+	return errors.Join(err, serr)
+}
+
+// SupportsGSO reports whether the kernel knows UDP_SEGMENT on this socket.
+func (c *BatchConn) SupportsGSO() bool {
+	var serr error
+	err := c.rc.Control(func(fd uintptr) { _, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT) })
+	return err == nil && serr == nil
 }

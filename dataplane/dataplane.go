@@ -15,6 +15,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"tunnelplane/dataplane/config"
+	"tunnelplane/encap"
 	"tunnelplane/ring"
 )
 
@@ -22,10 +23,7 @@ import (
 // and the TUN's virtio-net header.
 const Headroom = ring.Headroom
 
-const (
-	defaultPoolBuffers = 4096
-	ringSize           = 1024
-)
+const ringSize = 1024
 
 // Dataplane forwards between one device and one underlay socket. It owns
 // its goroutines, its device and its socket; Close is the single place that
@@ -37,12 +35,13 @@ type Dataplane struct {
 	undoDev func()
 	sock    io.Closer
 	conn    *BatchConn
-	pool    *ring.Pool
+	bufs    *buffers
 	tun     *tunnel
 	dport   uint16 // underlay destination port (0 for raw IP)
 	table   atomic.Pointer[Table]
-	txq     *queue // encapsulated packets and neighbour replies -> underlay writer
-	rxq     *queue // decapsulated packets -> device writer
+	gso     atomic.Bool // send runs of datagrams with UDP_SEGMENT
+	txq     *queue      // encapsulated packets and neighbour replies -> underlay writer
+	rxq     *queue      // decapsulated packets -> device writer
 	start   time.Time
 
 	egress, uwriter, ureader, dwriter Counters
@@ -69,14 +68,19 @@ func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
 		txq:   newQueue(ring.NewMPMC[packet](ringSize)),
 		rxq:   newQueue(ring.NewSPSC[packet](ringSize)),
 	}
-	bufSize := Headroom + max(2048, (cfg.Underlay.MTU+64+63)&^63)
-	d.pool = ring.NewPool(defaultPoolBuffers, bufSize)
+	d.bufs = newBuffers(max(cfg.Underlay.MTU, cfg.Device.MTU+encap.EthernetLen) + 64)
 
 	sock, conn, port, err := openUnderlay(cfg, d.tun)
 	if err != nil {
 		return nil, err
 	}
 	d.sock, d.conn, d.dport = sock, conn, port
+	if d.tun.rawProto() == 0 && cfg.Offload != "off" {
+		d.gso.Store(conn.SupportsGSO())
+		if err := conn.EnableGRO(); err != nil {
+			log.Info("UDP GRO not available", "err", err)
+		}
+	}
 
 	dev, undo, err := openDevice(cfg)
 	if err != nil {

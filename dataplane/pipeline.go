@@ -17,6 +17,7 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"tunnelplane/encap"
@@ -71,23 +72,6 @@ func isClosed(err error) bool {
 	return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed)
 }
 
-// getBuffers takes up to len(idx) buffers, waiting (briefly sleeping) while
-// the pool is empty: a reader that cannot get a buffer leaves packets in
-// the kernel's queue, which is where back-pressure belongs.
-func (d *Dataplane) getBuffers(idx []uint32) int {
-	for {
-		if n := d.pool.GetBatch(idx); n > 0 {
-			return n
-		}
-		select {
-		case <-d.done:
-			return 0
-		default:
-			time.Sleep(50 * time.Microsecond)
-		}
-	}
-}
-
 func (d *Dataplane) now() int64 { return int64(time.Since(d.start)) }
 
 func (d *Dataplane) routineDeviceReader() {
@@ -100,16 +84,16 @@ func (d *Dataplane) routineDeviceReader() {
 	free := make([]uint32, 0, bs)
 	c := &d.egress
 	for {
-		n := d.getBuffers(idx)
+		n := d.bufs.getBatch(idx, false, d.done)
 		if n == 0 {
 			return
 		}
 		for i := range n {
-			bufs[i] = d.pool.Buf(idx[i])
+			bufs[i] = d.bufs.buf(idx[i])
 		}
 		k, err := d.dev.Read(bufs[:n], sizes[:n], Headroom)
 		if err != nil && k == 0 {
-			d.pool.PutBatch(idx[:n])
+			d.bufs.putBatch(idx[:n])
 			if errors.Is(err, tun.ErrTooManySegments) {
 				c.drop(DropTooBig)
 				continue
@@ -142,7 +126,7 @@ func (d *Dataplane) routineDeviceReader() {
 			}
 			out = append(out, packet{idx: idx[i], off: int32(off), end: int32(end), peer: p})
 		}
-		d.pool.PutBatch(free)
+		d.bufs.putBatch(free)
 		if m := d.txq.put(out, d.done); m < len(out) {
 			d.dropQueued(out[m:], c)
 			return
@@ -187,12 +171,12 @@ func (d *Dataplane) egressL2(b []byte, off, end int, id uint32, tbl *Table, now 
 		return out
 	}
 	for _, p := range tbl.Peers[1:] {
-		cid, ok := d.pool.Get()
+		cid, ok := d.bufs.getSmall()
 		if !ok {
 			c.drop(DropPoolExhausted)
 			continue
 		}
-		cb := d.pool.Buf(cid)
+		cb := d.bufs.buf(cid)
 		n := copy(cb[Headroom:], b[off:end])
 		no, _ := d.tun.encap(cb, Headroom, Headroom+n, p)
 		out = append(out, packet{idx: cid, off: int32(no), end: int32(Headroom + n), peer: p})
@@ -206,9 +190,16 @@ func (d *Dataplane) egressL2(b []byte, off, end int, id uint32, tbl *Table, now 
 func (d *Dataplane) dropQueued(ps []packet, c *Counters) {
 	for _, p := range ps {
 		c.drop(DropRingFull)
-		d.pool.Put(p.idx)
+		d.bufs.put(p.idx)
 	}
 }
+
+// maxGSOSegments is the most datagrams one UDP_SEGMENT send may carry
+// (UDP_MAX_SEGMENTS in older kernels; newer ones allow 128).
+const maxGSOSegments = 64
+
+// maxGSOBytes keeps a GSO send within one IP packet's 16-bit length.
+const maxGSOBytes = 65000
 
 func (d *Dataplane) routineUnderlayWriter() {
 	defer d.wg.Done()
@@ -216,6 +207,7 @@ func (d *Dataplane) routineUnderlayWriter() {
 	ps := make([]packet, bs)
 	msgs := make([]Message, bs)
 	idx := make([]uint32, bs)
+	bufs := make([][]byte, bs) // backing store for the messages' Bufs
 	c := &d.uwriter
 	for {
 		n := d.txq.get(ps, d.done)
@@ -225,34 +217,106 @@ func (d *Dataplane) routineUnderlayWriter() {
 		c.Batches.Add(1)
 		for i := range n {
 			p := &ps[i]
-			msgs[i].Buf = d.pool.Buf(p.idx)[p.off:p.end]
-			msgs[i].Addr = netip.AddrPortFrom(p.peer.Remote, d.dport)
+			bufs[i] = d.bufs.buf(p.idx)[p.off:p.end]
 			idx[i] = p.idx
+			c.TxBytes.Add(uint64(p.end - p.off))
+		}
+		nm := d.buildMessages(ps[:n], bufs[:n], msgs)
+		for i := range n {
 			ps[i].peer = nil
 		}
-		for sent := 0; sent < n; {
-			k, err := d.conn.WriteBatch(msgs[sent:n])
-			for _, m := range msgs[sent : sent+k] {
-				c.TxBytes.Add(uint64(len(m.Buf)))
-			}
-			c.TxPackets.Add(uint64(k))
-			sent += k
-			if err != nil {
-				if isClosed(err) {
-					d.pool.PutBatch(idx[:n])
-					return
+		if err := d.sendMessages(msgs[:nm], c); err != nil {
+			d.bufs.putBatch(idx[:n])
+			return
+		}
+		c.TxPackets.Add(uint64(n))
+		d.bufs.putBatch(idx[:n])
+	}
+}
+
+// buildMessages turns packets into datagram messages. With UDP GSO, runs
+// of packets to the same peer whose sizes are equal (the last of a run may
+// be shorter) become one message the kernel segments: one trip through
+// the UDP/IP stack for up to maxGSOSegments datagrams.
+func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message) int {
+	gso := d.gso.Load()
+	nm := 0
+	for i := 0; i < len(ps); {
+		m := &msgs[nm]
+		nm++
+		m.Addr = netip.AddrPortFrom(ps[i].peer.Remote, d.dport)
+		m.Buf, m.Bufs, m.GSOSize = bufs[i], nil, 0
+		j := i + 1
+		if gso {
+			size, total := len(bufs[i]), len(bufs[i])
+			for j < len(ps) && j-i < maxGSOSegments && ps[j].peer == ps[i].peer &&
+				len(bufs[j]) <= size && total+len(bufs[j]) <= maxGSOBytes {
+				total += len(bufs[j])
+				j++
+				if len(bufs[j-1]) < size {
+					break // a shorter datagram ends the run
 				}
-				c.drop(DropUnderlayWrite) // the kernel refused msgs[sent]: skip it
-				sent++
+			}
+			if j-i > 1 {
+				m.Bufs, m.GSOSize = bufs[i:j], size
 			}
 		}
-		d.pool.PutBatch(idx[:n])
+		i = j
 	}
+	return nm
+}
+
+// sendMessages writes msgs, skipping (and counting) any datagram the
+// kernel refuses. A refusal of a GSO send with EIO means the path cannot
+// segment: GSO is turned off and the batch sent again without it.
+func (d *Dataplane) sendMessages(msgs []Message, c *Counters) error {
+	for sent := 0; sent < len(msgs); {
+		k, err := d.conn.WriteBatch(msgs[sent:])
+		sent += k
+		if err == nil {
+			continue
+		}
+		if isClosed(err) {
+			return err
+		}
+		if m := &msgs[sent]; m.GSOSize > 0 && errors.Is(err, unix.EIO) && d.gso.CompareAndSwap(true, false) {
+			d.log.Warn("UDP GSO refused by the kernel; sending datagrams one by one", "err", err)
+		}
+		m := &msgs[sent]
+		if m.GSOSize > 0 && !d.gso.Load() {
+			// Resend this run as single datagrams.
+			for _, b := range m.Bufs {
+				single := [1]Message{{Buf: b, Addr: m.Addr}}
+				if _, err := d.conn.WriteBatch(single[:]); err != nil {
+					if isClosed(err) {
+						return err
+					}
+					c.drop(DropUnderlayWrite)
+				}
+			}
+		} else {
+			c.drop(DropUnderlayWrite)
+			if m.Bufs != nil {
+				for range m.Bufs[1:] {
+					c.drop(DropUnderlayWrite)
+				}
+			}
+		}
+		sent++
+	}
+	return nil
 }
 
 func (d *Dataplane) routineUnderlayReader() {
 	defer d.wg.Done()
-	const bs = 128
+	// Each read takes a large buffer (a UDP GRO read returns up to 64
+	// KiB); 32 of them hold up to about 1400 MTU-sized datagrams.
+	const bs = 32
+	type segment struct {
+		id uint32
+		n  int
+	}
+	segs := make([]segment, 0, maxGSOSegments*2)
 	idx := make([]uint32, bs)
 	msgs := make([]Message, bs)
 	rx := make([]packet, 0, bs)
@@ -260,16 +324,16 @@ func (d *Dataplane) routineUnderlayReader() {
 	free := make([]uint32, 0, bs)
 	c := &d.ureader
 	for {
-		n := d.getBuffers(idx)
+		n := d.bufs.getBatch(idx, true, d.done)
 		if n == 0 {
 			return
 		}
 		for i := range n {
-			msgs[i].Buf = d.pool.Buf(idx[i])[Headroom:]
+			msgs[i].Buf = d.bufs.buf(idx[i])[Headroom:]
 		}
 		k, err := d.conn.ReadBatch(msgs[:n])
 		if err != nil {
-			d.pool.PutBatch(idx[:n])
+			d.bufs.putBatch(idx[:n])
 			if isTransient(err) {
 				continue // an ICMP error about an earlier datagram; the socket is fine
 			}
@@ -297,22 +361,34 @@ func (d *Dataplane) routineUnderlayReader() {
 				free = append(free, idx[i])
 				continue
 			}
-			b := d.pool.Buf(idx[i])
-			off, end, v, drop := d.tun.decap(b, Headroom, Headroom+m.N, p, tbl, now)
-			switch v {
-			case toDevice:
-				rx = append(rx, packet{idx: idx[i], off: int32(off), end: int32(end), peer: p})
-			case reply:
-				// The reply sits where the request's Ethernet frame was; the
-				// VXLAN header goes back in front of it.
-				no := d.tun.encapReply(b, off)
-				tx = append(tx, packet{idx: idx[i], off: int32(no), end: int32(end), peer: p})
-			default:
-				c.drop(drop)
-				free = append(free, idx[i])
+			if seg := m.GSOSize; seg > 0 && m.N > seg {
+				// UDP GRO: the kernel handed over several datagrams back to
+				// back. Each but the first moves to a buffer of its own, so
+				// that every packet has headroom for the device write; all
+				// are copied out before the first is touched (a neighbour
+				// reply is built in place and may outgrow its request), and
+				// handled in arrival order.
+				b := d.bufs.buf(idx[i])
+				segs = segs[:0]
+				for o := seg; o < m.N; o += seg {
+					sid, ok := d.bufs.getSmall()
+					if !ok {
+						c.drop(DropPoolExhausted)
+						continue
+					}
+					c.RxPackets.Add(1)
+					sn := copy(d.bufs.buf(sid)[Headroom:], b[Headroom+o:Headroom+min(o+seg, m.N)])
+					segs = append(segs, segment{sid, sn})
+				}
+				rx, tx, free = d.ingress(idx[i], seg, p, tbl, now, rx, tx, free, c)
+				for _, s := range segs {
+					rx, tx, free = d.ingress(s.id, s.n, p, tbl, now, rx, tx, free, c)
+				}
+				continue
 			}
+			rx, tx, free = d.ingress(idx[i], m.N, p, tbl, now, rx, tx, free, c)
 		}
-		d.pool.PutBatch(free)
+		d.bufs.putBatch(free)
 		if m := d.rxq.put(rx, d.done); m < len(rx) {
 			d.dropQueued(rx[m:], c)
 			d.dropQueued(tx, c)
@@ -323,6 +399,26 @@ func (d *Dataplane) routineUnderlayReader() {
 			return
 		}
 	}
+}
+
+// ingress decapsulates one datagram of n bytes at Headroom in buffer id
+// from peer p and sorts it to the device, back to the peer, or the drop.
+func (d *Dataplane) ingress(id uint32, n int, p *Peer, tbl *Table, now int64, rx, tx []packet, free []uint32, c *Counters) ([]packet, []packet, []uint32) {
+	b := d.bufs.buf(id)
+	off, end, v, drop := d.tun.decap(b, Headroom, Headroom+n, p, tbl, now)
+	switch v {
+	case toDevice:
+		rx = append(rx, packet{idx: id, off: int32(off), end: int32(end), peer: p})
+	case reply:
+		// The reply sits where the request's Ethernet frame was; the VXLAN
+		// header goes back in front of it.
+		no := d.tun.encapReply(b, off)
+		tx = append(tx, packet{idx: id, off: int32(no), end: int32(end), peer: p})
+	default:
+		c.drop(drop)
+		free = append(free, id)
+	}
+	return rx, tx, free
 }
 
 func (d *Dataplane) routineDeviceWriter() {
@@ -345,13 +441,13 @@ func (d *Dataplane) routineDeviceWriter() {
 			// decapsulated one starts wherever its outer headers ended:
 			// slice each buffer so that the packet begins Headroom bytes
 			// into its slice.
-			bufs[i] = d.pool.Buf(p.idx)[int(p.off)-Headroom : p.end]
+			bufs[i] = d.bufs.buf(p.idx)[int(p.off)-Headroom : p.end]
 			idx[i] = p.idx
 			bytes += uint64(p.end - p.off)
 			ps[i].peer = nil
 		}
 		_, err := d.dev.Write(bufs[:n], Headroom)
-		d.pool.PutBatch(idx[:n])
+		d.bufs.putBatch(idx[:n])
 		if err != nil {
 			if isClosed(err) {
 				return

@@ -1,0 +1,119 @@
+package dataplane
+
+import (
+	"time"
+
+	"tunnelplane/ring"
+)
+
+// buffers is the data plane's memory: two pools from ring, each one slab
+// allocated at start.
+//
+//   - small buffers hold one packet (MTU plus headroom): what the device
+//     reader splits TSO super-packets into, and the copies of datagrams
+//     split out of a UDP GRO read;
+//   - large buffers (64 KiB plus headroom) receive from the underlay,
+//     where one UDP GRO read can return up to 64 KiB, and give the device
+//     writer room to coalesce a flow's packets into one super-packet in
+//     place (wireguard-go's tun appends into the first packet's buffer
+//     when its capacity allows).
+//
+// Measured on this machine (iperf3, VXLAN, veth offloads on): with all
+// buffers packet-sized, TUN writes could not coalesce and one stream moved
+// 0.44 Gbit/s; with room to coalesce, 0.83. Two sizes keep that gain
+// without making every buffer 64 KiB.
+//
+// A buffer id carries its pool in the top bit, so the rings and packets
+// stay one 32-bit index wide.
+type buffers struct {
+	small, large *ring.Pool
+}
+
+const largeBit = 1 << 31
+
+const (
+	smallBuffers = 4096
+	largeBuffers = 512
+	largeSize    = Headroom + 65536
+)
+
+func newBuffers(packetSize int) *buffers {
+	return &buffers{
+		small: ring.NewPool(smallBuffers, Headroom+(packetSize+63)&^63),
+		large: ring.NewPool(largeBuffers, largeSize),
+	}
+}
+
+func (b *buffers) buf(id uint32) []byte {
+	if id&largeBit != 0 {
+		return b.large.Buf(id &^ largeBit)
+	}
+	return b.small.Buf(id)
+}
+
+func (b *buffers) getSmall() (uint32, bool) { return b.small.Get() }
+
+func (b *buffers) put(id uint32) {
+	if id&largeBit != 0 {
+		b.large.Put(id &^ largeBit)
+	} else {
+		b.small.Put(id)
+	}
+}
+
+// putBatch returns ids to their pools. It reorders ids in place (small
+// first) so that each pool takes its share in one batch.
+func (b *buffers) putBatch(ids []uint32) {
+	i, j := 0, len(ids)
+	for i < j {
+		if ids[i]&largeBit == 0 {
+			i++
+			continue
+		}
+		j--
+		ids[i], ids[j] = ids[j], ids[i]
+	}
+	if i > 0 {
+		b.small.PutBatch(ids[:i])
+	}
+	if i < len(ids) {
+		large := ids[i:]
+		for k := range large {
+			large[k] &^= largeBit
+		}
+		b.large.PutBatch(large)
+	}
+}
+
+// getBatch fills ids from one pool, waiting (briefly sleeping) until the
+// pool has them all: a reader that cannot get buffers leaves packets in the
+// kernel's queue, which is where back-pressure belongs. It must be a whole
+// batch because a TUN read splits one TSO super-packet into up to
+// BatchSize segments and drops it whole when given fewer buffers. It
+// returns 0 only when done is closed.
+func (b *buffers) getBatch(ids []uint32, large bool, done <-chan struct{}) int {
+	p := b.small
+	if large {
+		p = b.large
+	}
+	n := 0
+	for {
+		n += p.GetBatch(ids[n:])
+		if n == len(ids) {
+			break
+		}
+		select {
+		case <-done:
+			p.PutBatch(ids[:n])
+			return 0
+		default:
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	if large {
+		for k := range ids {
+			ids[k] |= largeBit
+		}
+	}
+	return n
+}
