@@ -15,7 +15,8 @@ import "sync/atomic"
 type MPMC[T any] struct {
 	_ pad
 	// Read-only after construction.
-	slots      []mpmcSlot[T]
+	seqs       []atomic.Uint64 // per-slot turn, see below
+	vals       []T
 	mask       uint64
 	clearSlots bool
 	_          pad
@@ -25,16 +26,15 @@ type MPMC[T any] struct {
 	_          pad
 }
 
-// mpmcSlot is one cell. For position p mapped to this slot:
+// The sequence number of a slot says whose turn it is. For position p
+// mapped to slot p&mask:
 // seq == p: free, the producer of p may write it;
 // seq == p+1: holds p's value, the consumer of p may read it;
 // seq == p+cap: emptied, free for position p+cap (the next lap).
-// Slots are not padded: a slot per line would multiply the footprint by up
-// to 8 for small T, and neighbouring slots are mostly touched in sequence.
-type mpmcSlot[T any] struct {
-	seq atomic.Uint64
-	val T
-}
+// Sequence numbers and values live in separate arrays: a batch scans up to
+// 8 sequence numbers per cache line, and copies values with copy(). Slots
+// are not padded: neighbouring slots are mostly touched in order, by one
+// side at a time.
 
 // NewMPMC returns an empty ring holding up to capacity elements, capacity
 // rounded up to a power of two and to at least 2: in a one-slot ring the
@@ -43,12 +43,13 @@ type mpmcSlot[T any] struct {
 func NewMPMC[T any](capacity int) *MPMC[T] {
 	size := max(roundCapacity("NewMPMC", capacity), 2)
 	r := &MPMC[T]{
-		slots:      make([]mpmcSlot[T], size),
+		seqs:       make([]atomic.Uint64, size),
+		vals:       make([]T, size),
 		mask:       size - 1,
 		clearSlots: needsClear[T](),
 	}
-	for i := range r.slots {
-		r.slots[i].seq.Store(uint64(i))
+	for i := range r.seqs {
+		r.seqs[i].Store(uint64(i))
 	}
 	return r
 }
@@ -57,12 +58,12 @@ func NewMPMC[T any](capacity int) *MPMC[T] {
 func (r *MPMC[T]) Enqueue(v T) bool {
 	pos := r.enq.Load()
 	for {
-		s := &r.slots[pos&r.mask]
-		switch dif := int64(s.seq.Load() - pos); {
+		i := pos & r.mask
+		switch dif := int64(r.seqs[i].Load() - pos); {
 		case dif == 0:
 			if r.enq.CompareAndSwap(pos, pos+1) {
-				s.val = v
-				s.seq.Store(pos + 1) // publishes the slot
+				r.vals[i] = v
+				r.seqs[i].Store(pos + 1) // publishes the slot
 				return true
 			}
 			pos = r.enq.Load()
@@ -90,7 +91,7 @@ func (r *MPMC[T]) EnqueueBatch(vs []T) int {
 		n := uint64(0)
 		var dif int64
 		for n < want {
-			dif = int64(r.slots[(pos+n)&r.mask].seq.Load() - (pos + n))
+			dif = int64(r.seqs[(pos+n)&r.mask].Load() - (pos + n))
 			if dif != 0 {
 				break
 			}
@@ -104,10 +105,11 @@ func (r *MPMC[T]) EnqueueBatch(vs []T) int {
 			continue
 		}
 		if r.enq.CompareAndSwap(pos, pos+n) {
+			i := pos & r.mask
+			c := copy(r.vals[i:], vs[:n])
+			copy(r.vals, vs[c:n])
 			for k := range n {
-				s := &r.slots[(pos+k)&r.mask]
-				s.val = vs[k]
-				s.seq.Store(pos + k + 1) // publishes the slot: after the value
+				r.seqs[(pos+k)&r.mask].Store(pos + k + 1) // publishes slot k: after its value
 			}
 			return int(n)
 		}
@@ -120,16 +122,16 @@ func (r *MPMC[T]) EnqueueBatch(vs []T) int {
 func (r *MPMC[T]) Dequeue() (v T, ok bool) {
 	pos := r.deq.Load()
 	for {
-		s := &r.slots[pos&r.mask]
-		switch dif := int64(s.seq.Load() - (pos + 1)); {
+		i := pos & r.mask
+		switch dif := int64(r.seqs[i].Load() - (pos + 1)); {
 		case dif == 0:
 			if r.deq.CompareAndSwap(pos, pos+1) {
-				v = s.val
+				v = r.vals[i]
 				if r.clearSlots {
 					var zero T
-					s.val = zero
+					r.vals[i] = zero
 				}
-				s.seq.Store(pos + r.mask + 1) // hands the slot to the next lap
+				r.seqs[i].Store(pos + r.mask + 1) // hands the slot to the next lap
 				return v, true
 			}
 			pos = r.deq.Load()
@@ -153,7 +155,7 @@ func (r *MPMC[T]) DequeueBatch(out []T) int {
 		n := uint64(0)
 		var dif int64
 		for n < want {
-			dif = int64(r.slots[(pos+n)&r.mask].seq.Load() - (pos + n + 1))
+			dif = int64(r.seqs[(pos+n)&r.mask].Load() - (pos + n + 1))
 			if dif != 0 {
 				break
 			}
@@ -167,15 +169,16 @@ func (r *MPMC[T]) DequeueBatch(out []T) int {
 			continue
 		}
 		if r.deq.CompareAndSwap(pos, pos+n) {
+			i := pos & r.mask
+			c := copy(out[:n], r.vals[i:])
+			copy(out[c:n], r.vals)
+			if r.clearSlots {
+				clear(r.vals[i : i+uint64(c)])
+				clear(r.vals[:n-uint64(c)])
+			}
 			lap := r.mask + 1
 			for k := range n {
-				s := &r.slots[(pos+k)&r.mask]
-				out[k] = s.val
-				if r.clearSlots {
-					var zero T
-					s.val = zero
-				}
-				s.seq.Store(pos + k + lap)
+				r.seqs[(pos+k)&r.mask].Store(pos + k + lap) // releases slot k: after its read
 			}
 			return int(n)
 		}

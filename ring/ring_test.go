@@ -293,8 +293,8 @@ func TestDequeueZeroesPointerSlots(t *testing.T) {
 		r.Dequeue()
 		r.EnqueueBatch(vals[1:5])
 		r.DequeueBatch(make([]*int, 4))
-		for i := range r.slots {
-			if r.slots[i].val != nil {
+		for i, p := range r.vals {
+			if p != nil {
 				t.Errorf("slot %d still holds a pointer", i)
 			}
 		}
