@@ -34,6 +34,10 @@
 // CAS(enq, pos, pos+1), writes the value and stores seq = pos+1. seq < pos
 // means the slot still holds the value of the previous lap: the ring is full.
 // Consumers mirror this with deq, seq == pos+1 and seq = pos+cap.
+// Capacity is at least 2: in a one-slot ring "holds the value of p" (p+1)
+// and "free for p+1" would be the same number. Sequence numbers and values
+// live in separate arrays, so a batch scans dense sequence numbers and moves
+// values with copy().
 //
 // Batches claim with one CAS: the caller scans forward from pos and counts
 // the n consecutive slots whose seq says "ready for this position", then
@@ -49,8 +53,18 @@
 //
 // MPMC is not strictly lock-free: a goroutine preempted between its CAS and
 // its seq store holds up that slot (it reads as empty to consumers, and as
-// full to producers once they lap it). The rings never block themselves;
-// callers that must not fail (Pool.Put) retry with runtime.Gosched.
+// full to producers once they lap it). But no operation ever waits for
+// another: it succeeds or reports empty/full. Callers that must not fail
+// (Pool.Put) retry with runtime.Gosched.
+//
+// Why not DPDK rte_ring's claim/commit indices (CAS a head, copy, wait for
+// the predecessor's commit, store a tail), which make a batch cost one CAS
+// and one store instead of one store per element? It was measured here:
+// batches ran 55-65 M items/s against Vyukov's 35, but a claimant waits while
+// holding its own claim, so with more goroutines than Ps (normal in Go, and
+// this machine has 2 cores) a descheduled claimant stalls every later one:
+// the 4-producer/4-consumer stress test took 12 s instead of 0.15 s. The
+// per-element store is the price of never waiting.
 //
 // # Memory ordering
 //
