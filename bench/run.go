@@ -125,13 +125,23 @@ func hostInfo() HostInfo {
 }
 
 // runScenario builds a pair, connects it, measures, and tears it all down.
+// When ctx ends the remaining steps are skipped and the result says
+// "interrupted" instead of listing each cancelled step.
 func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir string, progress func(string)) (res Result) {
 	res = Result{Scenario: sc.Name, Offloads: offloads}
 	var errs []error
+	interrupted := false
 	fail := func(step string, err error) {
+		if ctx.Err() != nil {
+			interrupted = true
+			return
+		}
 		errs = append(errs, fmt.Errorf("%s: %w", step, err))
 	}
 	defer func() {
+		if interrupted || ctx.Err() != nil {
+			errs = append(errs, errors.New("interrupted"))
+		}
 		if len(errs) > 0 {
 			res.Error = errors.Join(errs...).Error()
 		}
@@ -145,7 +155,7 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 	}
 	defer func() {
 		if err := p.Close(); err != nil {
-			fail("teardown", err)
+			errs = append(errs, fmt.Errorf("teardown: %w", err))
 		}
 	}()
 	// Everything in the scenario, tunneld included, ends with this context.
@@ -164,7 +174,12 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 			}
 		}
 	}()
-	alive := func(step string) bool {
+	// ok reports whether to go on: not interrupted, tunnelds alive.
+	ok := func(step string) bool {
+		if ctx.Err() != nil {
+			interrupted = true
+			return false
+		}
 		for _, d := range daemons {
 			if exited, err := d.Exited(); exited {
 				fail(step, fmt.Errorf("tunneld in %s exited: %v\n%s", d.NS.Name, err, d.Log))
@@ -176,7 +191,7 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 
 	progress("warm-up ping")
 	if err := warmUp(sctx, p.A, dst); err != nil {
-		if alive("warm-up") {
+		if ok("warm-up") {
 			for _, d := range daemons {
 				err = fmt.Errorf("%w\ntunneld in %s:\n%s", err, d.NS.Name, d.Log)
 			}
@@ -188,6 +203,9 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 	gc0 := gcCounts(daemons)
 	t0 := time.Now()
 
+	if !ok("before ping") {
+		return
+	}
 	progress(fmt.Sprintf("ping x%d every %v", o.PingCount, o.PingInterval))
 	if r, err := RunPing(sctx, p.A, dst, o.PingCount, o.PingInterval); err != nil {
 		fail("ping", err)
@@ -195,6 +213,9 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 		res.Ping = &r
 	}
 
+	if !ok("after ping") {
+		return
+	}
 	cpu0 := cpuTimes(daemons)
 	progress(fmt.Sprintf("iperf3 TCP 1 stream %v", o.Duration))
 	if r, err := RunIperf(sctx, IperfOptions{Client: p.A, Server: p.B, Dst: dst, Streams: 1, Duration: o.Duration}); err != nil {
@@ -203,6 +224,10 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 		res.TCP1 = &r
 	}
 	cpu1 := cpuTimes(daemons)
+
+	if !ok("after tcp-1") {
+		return
+	}
 	progress(fmt.Sprintf("iperf3 TCP 4 streams %v", o.Duration))
 	if r, err := RunIperf(sctx, IperfOptions{Client: p.A, Server: p.B, Dst: dst, Streams: 4, Duration: o.Duration}); err != nil {
 		fail("tcp-4", err)
@@ -211,6 +236,9 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 	}
 	cpu2 := cpuTimes(daemons)
 
+	if !ok("after tcp-4") {
+		return
+	}
 	progress(fmt.Sprintf("UDP blaster 64 B %v", o.Duration))
 	if r, err := RunUDP(sctx, UDPOptions{From: p.A, To: p.B, Dst: dst, Duration: o.Duration}); err != nil {
 		fail("udp", err)
@@ -218,7 +246,7 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 		res.UDP = &r
 	}
 
-	if len(daemons) > 0 && alive("traffic") {
+	if len(daemons) > 0 && ok("after udp") {
 		res.Resources = resources(daemons, gc0, time.Since(t0), cpu0, cpu1, cpu2, res.TCP1, res.TCP4)
 	}
 	return
