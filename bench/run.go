@@ -240,9 +240,11 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 		return
 	}
 	progress(fmt.Sprintf("UDP blaster 64 B %v", o.Duration))
+	probe := startDropProbe(p.A, p.B, sc.egressDev(p))
 	if r, err := RunUDP(sctx, UDPOptions{From: p.A, To: p.B, Dst: dst, Duration: o.Duration}); err != nil {
 		fail("udp", err)
 	} else {
+		r.Drops = probe.done()
 		res.UDP = &r
 	}
 

@@ -131,3 +131,14 @@ func (sc Scenario) setup(ctx context.Context, p *topo.Pair, tunneld, dir string)
 	}
 	return netip.Addr{}, nil, fmt.Errorf("scenario %s: unknown kind", sc.Name)
 }
+
+// egressDev is the device A's overlay traffic leaves by.
+func (sc Scenario) egressDev(p *topo.Pair) string {
+	switch sc.Kind {
+	case KindKernel:
+		return "vxlan42"
+	case KindTunneld:
+		return TunneldDevice
+	}
+	return p.IfA
+}

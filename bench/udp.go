@@ -30,6 +30,8 @@ type UDPResult struct {
 	SentPPS  float64 `json:"sent_pps"`
 	RecvPPS  float64 `json:"received_pps"`
 	LossPct  float64 `json:"loss_pct"`
+	// Drops: where the lost datagrams went (filled by Run).
+	Drops *UDPDrops `json:"drops,omitempty"`
 }
 
 func (o *UDPOptions) defaults() {
