@@ -71,4 +71,6 @@ type Stats struct {
 	EgressRxPackets, EgressTxPackets, EgressTxBytes    uint64
 	IngressRxPackets, IngressTxPackets, IngressRxBytes uint64
 	Drops                                              map[string]uint64
+	// Batches per stage: packets / batches is the mean batch size.
+	DeviceReads, UnderlayWrites, UnderlayReads, DeviceWrites uint64
 }

@@ -470,6 +470,10 @@ func (d *Dataplane) Stats() Stats {
 		IngressRxBytes:   d.ureader.RxBytes.Load(),
 		IngressTxPackets: d.dwriter.TxPackets.Load(),
 		Drops:            map[string]uint64{},
+		DeviceReads:      d.egress.Batches.Load(),
+		UnderlayWrites:   d.uwriter.Batches.Load(),
+		UnderlayReads:    d.ureader.Batches.Load(),
+		DeviceWrites:     d.dwriter.Batches.Load(),
 	}
 	for _, c := range []*Counters{&d.egress, &d.uwriter, &d.ureader, &d.dwriter} {
 		for r := range NumDrops {

@@ -65,6 +65,15 @@ func serve(cfg *config.Config, path string, log *slog.Logger, statsEvery time.Du
 		return 1
 	}
 	dp.Start()
+	if cfg.Metrics.Listen != "" {
+		srv, err := serveHTTP(cfg.Metrics.Listen, dp, log)
+		if err != nil {
+			log.Error("metrics listener", "err", err)
+			dp.Close()
+			return 1
+		}
+		defer srv.Close()
+	}
 	log.Info("forwarding", "device", cfg.Device.Name, "mode", cfg.Device.Mode, "encap", cfg.Encap.Type,
 		"local", cfg.Underlay.Local, "mtu", cfg.Device.MTU, "peers", len(cfg.Peers), "version", version)
 
@@ -125,7 +134,8 @@ func reload(dp *dataplane.Dataplane, cur *config.Config, path string, log *slog.
 
 func logStats(log *slog.Logger, dp *dataplane.Dataplane) {
 	s := dp.Stats()
-	attrs := []any{"egress_in", s.EgressRxPackets, "egress_out", s.EgressTxPackets, "ingress_in", s.IngressRxPackets, "ingress_out", s.IngressTxPackets}
+	attrs := []any{"egress_in", s.EgressRxPackets, "egress_out", s.EgressTxPackets, "ingress_in", s.IngressRxPackets, "ingress_out", s.IngressTxPackets,
+		"batches_device_read", s.DeviceReads, "batches_underlay_write", s.UnderlayWrites, "batches_underlay_read", s.UnderlayReads, "batches_device_write", s.DeviceWrites}
 	for k, v := range s.Drops {
 		attrs = append(attrs, "drop_"+k, v)
 	}
