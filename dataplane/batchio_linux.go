@@ -55,8 +55,15 @@ type mmsghdr struct {
 type BatchConn struct {
 	rc  syscall.RawConn
 	rd  batchState
-	wr  batchState
+	wr  *BatchWriter
 	raw bool // raw IP socket: addresses carry no port
+}
+
+// BatchWriter is one goroutine's sending side of a BatchConn: several
+// goroutines may send on one socket, each through its own BatchWriter.
+type BatchWriter struct {
+	c *BatchConn
+	s batchState
 }
 
 type batchState struct {
@@ -77,16 +84,25 @@ func NewBatchConn(sc syscall.Conn, size int, raw bool) (*BatchConn, error) {
 		return nil, err
 	}
 	c := &BatchConn{rc: rc, raw: raw}
-	for _, s := range []*batchState{&c.rd, &c.wr} {
-		s.hdrs = make([]mmsghdr, size)
-		s.iovs = make([]unix.Iovec, size)
-		s.names = make([]unix.RawSockaddrInet6, size)
-		s.oob = make([]byte, size*oobSize)
-	}
-	c.wr.iovs = make([]unix.Iovec, max(size, maxIovecs))
+	c.rd.init(size, size)
 	c.rd.fn = func(fd uintptr) bool { return c.rd.call(fd, unix.SYS_RECVMMSG) }
-	c.wr.fn = func(fd uintptr) bool { return c.wr.call(fd, unix.SYS_SENDMMSG) }
+	c.wr = c.NewWriter(size)
 	return c, nil
+}
+
+func (s *batchState) init(size, iovecs int) {
+	s.hdrs = make([]mmsghdr, size)
+	s.iovs = make([]unix.Iovec, iovecs)
+	s.names = make([]unix.RawSockaddrInet6, size)
+	s.oob = make([]byte, size*oobSize)
+}
+
+// NewWriter returns a sending side for one more goroutine.
+func (c *BatchConn) NewWriter(size int) *BatchWriter {
+	w := &BatchWriter{c: c}
+	w.s.init(size, max(size, maxIovecs))
+	w.s.fn = func(fd uintptr) bool { return w.s.call(fd, unix.SYS_SENDMMSG) }
+	return w
 }
 
 func (s *batchState) call(fd uintptr, trap uintptr) bool {
@@ -139,8 +155,11 @@ func (c *BatchConn) ReadBatch(ms []Message) (int, error) {
 // WriteBatch sends ms in as few system calls as the kernel allows. It
 // returns how many were sent; on an error, ms[n] is the datagram the kernel
 // refused, and the caller decides whether to skip it and go on.
-func (c *BatchConn) WriteBatch(ms []Message) (int, error) {
-	s := &c.wr
+func (c *BatchConn) WriteBatch(ms []Message) (int, error) { return c.wr.WriteBatch(ms) }
+
+// WriteBatch is BatchConn.WriteBatch through this writer's own scratch state.
+func (w *BatchWriter) WriteBatch(ms []Message) (int, error) {
+	s, c := &w.s, w.c
 	sent := 0
 	for sent < len(ms) {
 		chunk := ms[sent:]

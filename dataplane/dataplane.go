@@ -40,6 +40,7 @@ type Dataplane struct {
 	dport   uint16 // underlay destination port (0 for raw IP)
 	table   atomic.Pointer[Table]
 	gso     atomic.Bool // send runs of datagrams with UDP_SEGMENT
+	direct  bool        // run to completion: no writer goroutines, no rings
 	txq     *queue      // encapsulated packets and neighbour replies -> underlay writer
 	rxq     *queue      // decapsulated packets -> device writer
 	start   time.Time
@@ -68,6 +69,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
 		txq:   newQueue(ring.NewMPMC[packet](ringSize)),
 		rxq:   newQueue(ring.NewSPSC[packet](ringSize)),
 	}
+	d.direct = cfg.Pipeline != "rings"
 	d.bufs = newBuffers(max(cfg.Underlay.MTU, cfg.Device.MTU+encap.EthernetLen) + 64)
 
 	sock, conn, port, err := openUnderlay(cfg, d.tun)

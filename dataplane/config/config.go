@@ -36,6 +36,7 @@ const (
 	DefaultVNI           = 1
 	DefaultTTL           = 64
 	DefaultOffload       = "auto"
+	DefaultPipeline      = "direct"
 	DefaultMetricsListen = "127.0.0.1:9109"
 	DefaultLogLevel      = "info"
 
@@ -57,7 +58,11 @@ type Config struct {
 	Underlay Underlay
 	Peers    []Peer
 	Offload  string // "auto" | "off"
-	Queues   int    // 0 = one per CPU
+	// Pipeline is the goroutine shape: "direct" (each reader also encapsulates
+	// and writes: run to completion) or "rings" (readers and writers joined by
+	// lock-free rings). See dataplane/pipeline.go for the measurements.
+	Pipeline string
+	Queues   int // 0 = one per CPU
 	Metrics  Metrics
 	Log      Log
 }

@@ -80,10 +80,11 @@ func TestParseValidFiles(t *testing.T) {
 				{Remote: ip("10.99.0.2"), Prefixes: []netip.Prefix{pfx("10.200.0.2/32"), pfx("fd00:200::2/128")}, MAC: [6]byte{2, 0, 0, 0, 2, 2}, MACSet: true},
 				{Remote: ip("10.99.0.3"), Prefixes: []netip.Prefix{pfx("10.200.3.0/24")}, MAC: [6]byte{2, 0, 10, 99, 0, 3}},
 			},
-			Offload: "off",
-			Queues:  4,
-			Metrics: Metrics{Listen: "[::1]:9200"},
-			Log:     Log{Level: "debug"},
+			Offload:  "off",
+			Pipeline: "direct",
+			Queues:   4,
+			Metrics:  Metrics{Listen: "[::1]:9200"},
+			Log:      Log{Level: "debug"},
 		}},
 		{"valid-gre-key.yaml", &Config{
 			Device: Device{
@@ -96,9 +97,10 @@ func TestParseValidFiles(t *testing.T) {
 			Peers: []Peer{
 				{Remote: ip("10.99.0.2"), Prefixes: []netip.Prefix{pfx("192.168.77.2/32")}, MAC: [6]byte{2, 0, 10, 99, 0, 2}},
 			},
-			Offload: "auto",
-			Metrics: Metrics{Listen: "127.0.0.1:9109"},
-			Log:     Log{Level: "info"},
+			Offload:  "auto",
+			Pipeline: "direct",
+			Metrics:  Metrics{Listen: "127.0.0.1:9109"},
+			Log:      Log{Level: "info"},
 		}},
 	}
 	for _, tt := range tests {
@@ -148,6 +150,7 @@ func TestDefaults(t *testing.T) {
 		{"peers[0].mac", c.Peers[0].MAC, [6]byte{2, 0, 10, 99, 0, 2}},
 		{"peers[0].prefixes", len(c.Peers[0].Prefixes), 0},
 		{"offload", c.Offload, "auto"},
+		{"pipeline", c.Pipeline, "direct"},
 		{"queues", c.Queues, 0},
 		{"metrics.listen", c.Metrics.Listen, "127.0.0.1:9109"},
 		{"log.level", c.Log.Level, "info"},

@@ -16,7 +16,7 @@ import (
 
 // The schema: the keys each mapping accepts, in documentation order.
 var (
-	topKeys      = []string{"device", "encap", "underlay", "peers", "offload", "queues", "metrics", "log"}
+	topKeys      = []string{"device", "encap", "underlay", "peers", "offload", "pipeline", "queues", "metrics", "log"}
 	deviceKeys   = []string{"name", "mode", "mtu", "addresses", "mac"}
 	encapKeys    = []string{"type", "vni", "port", "key", "checksum", "sequence", "ttl", "tos", "df"}
 	underlayKeys = []string{"local", "mtu"}
@@ -133,6 +133,7 @@ func (d *decoder) decode(data []byte) *Config {
 		Encap:    Encap{TTL: DefaultTTL, TOS: Inherit, DF: Inherit},
 		Underlay: Underlay{MTU: DefaultUnderlayMTU},
 		Offload:  DefaultOffload,
+		Pipeline: DefaultPipeline,
 		Metrics:  Metrics{Listen: DefaultMetricsListen},
 		Log:      Log{Level: DefaultLogLevel},
 	}
@@ -165,6 +166,8 @@ func (d *decoder) decode(data []byte) *Config {
 			})
 		case "offload":
 			c.Offload, _ = d.str(n, path)
+		case "pipeline":
+			c.Pipeline, _ = d.str(n, path)
 		case "queues":
 			c.Queues, _ = d.integer(n, path, 0, MaxQueues)
 		case "metrics":

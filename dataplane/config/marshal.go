@@ -15,6 +15,7 @@ type (
 		Underlay fileUnderlay `yaml:"underlay"`
 		Peers    []filePeer   `yaml:"peers"`
 		Offload  string       `yaml:"offload"`
+		Pipeline string       `yaml:"pipeline"`
 		Queues   int          `yaml:"queues"`
 		Metrics  Metrics      `yaml:"metrics"`
 		Log      Log          `yaml:"log"`
@@ -64,6 +65,7 @@ func (c *Config) Marshal() ([]byte, error) {
 		Underlay: fileUnderlay{Local: c.Underlay.Local.String(), MTU: c.Underlay.MTU},
 		Peers:    []filePeer{},
 		Offload:  c.Offload,
+		Pipeline: c.Pipeline,
 		Queues:   c.Queues,
 		Metrics:  c.Metrics,
 		Log:      c.Log,

@@ -119,6 +119,9 @@ func (v *validator) validate() {
 	if c.Offload != "auto" && c.Offload != "off" {
 		v.fail("offload", `must be "auto" or "off", not %q`, c.Offload)
 	}
+	if c.Pipeline != "" && c.Pipeline != "direct" && c.Pipeline != "rings" {
+		v.fail("pipeline", `must be "direct" or "rings", not %q`, c.Pipeline)
+	}
 	if c.Queues < 0 || c.Queues > MaxQueues {
 		v.fail("queues", "%d is out of range 0..%d (0 = one per CPU)", c.Queues, MaxQueues)
 	}
