@@ -39,6 +39,8 @@ const (
 	DefaultPipeline      = "direct"
 	DefaultMetricsListen = "127.0.0.1:9109"
 	DefaultLogLevel      = "info"
+	DefaultBackend       = BackendUserspace
+	DefaultPeersFrom     = PeersFromConfig
 
 	// Inherit is the value of Encap.TOS and Encap.DF meaning "copy from
 	// the inner packet".
@@ -51,13 +53,43 @@ const (
 	MaxMTU    = 65535
 )
 
+// Backend values: who carries the packets.
+const (
+	// BackendUserspace: tunneld's own data plane on a TUN/TAP device (the
+	// default, so that a config without the key behaves as before).
+	BackendUserspace = "userspace"
+	// BackendKernel: the kernel's own tunnel link (vxlan, ipip, sit, gre,
+	// gretap), programmed by tunneld; an error if the kernel lacks it.
+	BackendKernel = "kernel"
+	// BackendAuto: the kernel link when this kernel supports the
+	// encapsulation, else the userspace data plane.
+	BackendAuto = "auto"
+)
+
+// PeersFrom values: where the peer list comes from.
+const (
+	// PeersFromConfig: only the peers listed in the file.
+	PeersFromConfig = "config"
+	// PeersFromRoutes: also the kernel routes through the tunnel device
+	// that have a gateway (`ip route add P via GW dev DEV onlink`, as
+	// BIRD/Calico program a tunl0): one peer per gateway, with the routes'
+	// prefixes. The listed peers are merged in as static peers.
+	PeersFromRoutes = "routes"
+)
+
 // Config is a validated tunneld configuration with all defaults filled in.
 type Config struct {
 	Device   Device
 	Encap    Encap
 	Underlay Underlay
 	Peers    []Peer
-	Offload  string // "auto" | "off"
+	// PeersFrom is PeersFromConfig or PeersFromRoutes ("" counts as
+	// PeersFromConfig in a Config built in code).
+	PeersFrom string
+	// Backend is BackendUserspace, BackendKernel or BackendAuto ("" counts
+	// as BackendUserspace in a Config built in code).
+	Backend string
+	Offload string // "auto" | "off"
 	// Pipeline is the goroutine shape: "direct" (each reader also encapsulates
 	// and writes: run to completion) or "rings" (readers and writers joined by
 	// lock-free rings). See dataplane/pipeline.go for the measurements.
@@ -85,6 +117,10 @@ type Device struct {
 // Encap describes the encapsulation. Fields that do not apply to Type are
 // zero.
 type Encap struct {
+	// Preset names a set of defaults matching another implementation's
+	// wire format (see Presets); keys the file sets override it. Empty
+	// when the file names none.
+	Preset   string
 	Type     EncapType
 	VNI      uint32 // vxlan only
 	Port     uint16 // vxlan and ipudp: the UDP destination port

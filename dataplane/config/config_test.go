@@ -80,11 +80,13 @@ func TestParseValidFiles(t *testing.T) {
 				{Remote: ip("10.99.0.2"), Prefixes: []netip.Prefix{pfx("10.200.0.2/32"), pfx("fd00:200::2/128")}, MAC: [6]byte{2, 0, 0, 0, 2, 2}, MACSet: true},
 				{Remote: ip("10.99.0.3"), Prefixes: []netip.Prefix{pfx("10.200.3.0/24")}, MAC: [6]byte{2, 0, 10, 99, 0, 3}},
 			},
-			Offload:  "off",
-			Pipeline: "direct",
-			Queues:   4,
-			Metrics:  Metrics{Listen: "[::1]:9200"},
-			Log:      Log{Level: "debug"},
+			PeersFrom: "config",
+			Backend:   "userspace",
+			Offload:   "off",
+			Pipeline:  "direct",
+			Queues:    4,
+			Metrics:   Metrics{Listen: "[::1]:9200"},
+			Log:       Log{Level: "debug"},
 		}},
 		{"valid-gre-key.yaml", &Config{
 			Device: Device{
@@ -97,10 +99,12 @@ func TestParseValidFiles(t *testing.T) {
 			Peers: []Peer{
 				{Remote: ip("10.99.0.2"), Prefixes: []netip.Prefix{pfx("192.168.77.2/32")}, MAC: [6]byte{2, 0, 10, 99, 0, 2}},
 			},
-			Offload:  "auto",
-			Pipeline: "direct",
-			Metrics:  Metrics{Listen: "127.0.0.1:9109"},
-			Log:      Log{Level: "info"},
+			PeersFrom: "config",
+			Backend:   "userspace",
+			Offload:   "auto",
+			Pipeline:  "direct",
+			Metrics:   Metrics{Listen: "127.0.0.1:9109"},
+			Log:       Log{Level: "info"},
 		}},
 	}
 	for _, tt := range tests {

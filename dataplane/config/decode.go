@@ -16,9 +16,9 @@ import (
 
 // The schema: the keys each mapping accepts, in documentation order.
 var (
-	topKeys      = []string{"device", "encap", "underlay", "peers", "offload", "pipeline", "queues", "metrics", "log"}
+	topKeys      = []string{"device", "encap", "underlay", "peers", "peers_from", "backend", "offload", "pipeline", "queues", "metrics", "log"}
 	deviceKeys   = []string{"name", "mode", "mtu", "addresses", "mac"}
-	encapKeys    = []string{"type", "vni", "port", "key", "checksum", "sequence", "ttl", "tos", "df"}
+	encapKeys    = []string{"preset", "type", "vni", "port", "key", "checksum", "sequence", "ttl", "tos", "df"}
 	underlayKeys = []string{"local", "mtu"}
 	peerKeys     = []string{"remote", "prefixes", "mac"}
 	metricsKeys  = []string{"listen"}
@@ -129,13 +129,15 @@ func (d *decoder) readDocument(data []byte) (doc *yaml.Node) {
 // defaults that depend on nothing else; see applyDefaults for the rest.
 func (d *decoder) decode(data []byte) *Config {
 	c := &Config{
-		Device:   Device{Name: DefaultDeviceName, Mode: ModeTUN},
-		Encap:    Encap{TTL: DefaultTTL, TOS: Inherit, DF: Inherit},
-		Underlay: Underlay{MTU: DefaultUnderlayMTU},
-		Offload:  DefaultOffload,
-		Pipeline: DefaultPipeline,
-		Metrics:  Metrics{Listen: DefaultMetricsListen},
-		Log:      Log{Level: DefaultLogLevel},
+		Device:    Device{Name: DefaultDeviceName, Mode: ModeTUN},
+		Encap:     Encap{TTL: DefaultTTL, TOS: Inherit, DF: Inherit},
+		Underlay:  Underlay{MTU: DefaultUnderlayMTU},
+		PeersFrom: DefaultPeersFrom,
+		Backend:   DefaultBackend,
+		Offload:   DefaultOffload,
+		Pipeline:  DefaultPipeline,
+		Metrics:   Metrics{Listen: DefaultMetricsListen},
+		Log:       Log{Level: DefaultLogLevel},
 	}
 	d.budget = 4*len(data) + 1000
 	doc := d.readDocument(data)
@@ -164,6 +166,10 @@ func (d *decoder) decode(data []byte) *Config {
 				c.Peers = append(c.Peers, Peer{})
 				d.peer(n, path, &c.Peers[i])
 			})
+		case "peers_from":
+			c.PeersFrom, _ = d.str(n, path)
+		case "backend":
+			c.Backend, _ = d.str(n, path)
 		case "offload":
 			c.Offload, _ = d.str(n, path)
 		case "pipeline":
@@ -207,6 +213,8 @@ func (d *decoder) device(n *yaml.Node, path string, dev *Device) {
 func (d *decoder) encap(n *yaml.Node, path string, e *Encap) {
 	d.mapping(n, path, encapKeys, func(key string, n *yaml.Node, path string) {
 		switch key {
+		case "preset":
+			e.Preset, _ = d.str(n, path)
 		case "type":
 			s, _ := d.str(n, path)
 			e.Type = EncapType(s)

@@ -10,15 +10,17 @@ import (
 // positions.
 type (
 	fileConfig struct {
-		Device   fileDevice   `yaml:"device"`
-		Encap    fileEncap    `yaml:"encap"`
-		Underlay fileUnderlay `yaml:"underlay"`
-		Peers    []filePeer   `yaml:"peers"`
-		Offload  string       `yaml:"offload"`
-		Pipeline string       `yaml:"pipeline"`
-		Queues   int          `yaml:"queues"`
-		Metrics  Metrics      `yaml:"metrics"`
-		Log      Log          `yaml:"log"`
+		Device    fileDevice   `yaml:"device"`
+		Encap     fileEncap    `yaml:"encap"`
+		Underlay  fileUnderlay `yaml:"underlay"`
+		Peers     []filePeer   `yaml:"peers"`
+		PeersFrom string       `yaml:"peers_from"`
+		Backend   string       `yaml:"backend"`
+		Offload   string       `yaml:"offload"`
+		Pipeline  string       `yaml:"pipeline"`
+		Queues    int          `yaml:"queues"`
+		Metrics   Metrics      `yaml:"metrics"`
+		Log       Log          `yaml:"log"`
 	}
 	fileDevice struct {
 		Name      string   `yaml:"name"`
@@ -28,6 +30,7 @@ type (
 		MAC       string   `yaml:"mac,omitempty"`
 	}
 	fileEncap struct {
+		Preset   string    `yaml:"preset,omitempty"`
 		Type     EncapType `yaml:"type"`
 		VNI      *uint32   `yaml:"vni,omitempty"`
 		Port     *uint16   `yaml:"port,omitempty"`
@@ -61,14 +64,16 @@ func (c *Config) Marshal() ([]byte, error) {
 			MTU:       c.Device.MTU,
 			Addresses: []string{},
 		},
-		Encap:    fileEncap{Type: c.Encap.Type, TTL: c.Encap.TTL, TOS: "inherit", DF: "inherit"},
-		Underlay: fileUnderlay{Local: c.Underlay.Local.String(), MTU: c.Underlay.MTU},
-		Peers:    []filePeer{},
-		Offload:  c.Offload,
-		Pipeline: c.Pipeline,
-		Queues:   c.Queues,
-		Metrics:  c.Metrics,
-		Log:      c.Log,
+		Encap:     fileEncap{Preset: c.Encap.Preset, Type: c.Encap.Type, TTL: c.Encap.TTL, TOS: "inherit", DF: "inherit"},
+		Underlay:  fileUnderlay{Local: c.Underlay.Local.String(), MTU: c.Underlay.MTU},
+		Peers:     []filePeer{},
+		PeersFrom: c.PeersFrom,
+		Backend:   c.Backend,
+		Offload:   c.Offload,
+		Pipeline:  c.Pipeline,
+		Queues:    c.Queues,
+		Metrics:   c.Metrics,
+		Log:       c.Log,
 	}
 	for _, p := range c.Device.Addresses {
 		f.Device.Addresses = append(f.Device.Addresses, p.String())

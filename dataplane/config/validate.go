@@ -12,6 +12,7 @@ import (
 // the paths the file did not set. The independent ones are set before the
 // walk (see decoder.decode).
 func applyDefaults(c *Config, given map[string]bool) {
+	presetType(c, given)
 	switch c.Encap.Type {
 	case EncapVXLAN:
 		if !given["encap.vni"] {
@@ -25,8 +26,12 @@ func applyDefaults(c *Config, given map[string]bool) {
 			c.Encap.Port = DefaultIPUDPPort
 		}
 	}
+	applyPreset(c, given)
 	if !given["device.mtu"] {
 		c.Device.MTU = c.Underlay.MTU - c.Overhead()
+		if p, ok := Presets[c.Encap.Preset]; ok && p.Type == c.Encap.Type && p.DeviceMTU > 0 && p.DeviceMTU < c.Device.MTU {
+			c.Device.MTU = p.DeviceMTU
+		}
 	}
 	if !c.Device.MACSet && c.Underlay.Local.IsValid() {
 		c.Device.MAC = DefaultMAC(c.Underlay.Local)
@@ -122,6 +127,20 @@ func (v *validator) validate() {
 	if c.Pipeline != "" && c.Pipeline != "direct" && c.Pipeline != "rings" {
 		v.fail("pipeline", `must be "direct" or "rings", not %q`, c.Pipeline)
 	}
+	switch c.PeersFrom {
+	case "", PeersFromConfig, PeersFromRoutes:
+	default:
+		v.fail("peers_from", `must be "config" or "routes", not %q`, c.PeersFrom)
+	}
+	switch c.Backend {
+	case "", BackendUserspace, BackendAuto:
+	case BackendKernel:
+		if c.Encap.Type == EncapIPUDP {
+			v.fail("backend", "the kernel has no ipudp link type; use userspace or auto (auto picks userspace for ipudp)")
+		}
+	default:
+		v.fail("backend", `must be "userspace", "kernel" or "auto", not %q`, c.Backend)
+	}
 	if c.Queues < 0 || c.Queues > MaxQueues {
 		v.fail("queues", "%d is out of range 0..%d (0 = one per CPU)", c.Queues, MaxQueues)
 	}
@@ -162,9 +181,18 @@ func knownEncap(t EncapType) bool {
 
 func (v *validator) encap() {
 	e := &v.c.Encap
+	if e.Preset != "" {
+		if p, ok := Presets[e.Preset]; !ok {
+			v.fail("encap.preset", "%q is not one of %s", e.Preset, presetNames())
+		} else if e.Type != p.Type && knownEncap(e.Type) {
+			v.fail("encap.type", "%s disagrees with encap.preset %s%s, which is %s; leave type out or drop the preset", e.Type, e.Preset, v.line("encap.preset"), p.Type)
+		}
+	}
 	switch {
+	case e.Type == "" && (v.set("encap.preset", e.Preset != "") || v.reported["encap.preset"]):
+		// the preset's problem (bad value, misspelt key) says it all
 	case e.Type == "":
-		v.fail("encap.type", "is required: one of ipip, sit, gre, vxlan, ipudp")
+		v.fail("encap.type", "is required: one of ipip, sit, gre, vxlan, ipudp (or set encap.preset)")
 	case !knownEncap(e.Type):
 		v.fail("encap.type", "%q is not one of ipip, sit, gre, vxlan, ipudp", string(e.Type))
 	}
