@@ -40,9 +40,11 @@ func Supported() error {
 // removes every other one, on every thread of the process:
 //
 //   - each capability not kept is removed from the bounding set
-//     (PR_CAPBSET_DROP; needs CAP_SETPCAP, so a process that lacks it must
-//     already have a bounding set without them, as systemd's
-//     CapabilityBoundingSet= gives);
+//     (PR_CAPBSET_DROP). That needs CAP_SETPCAP; a process without it (a
+//     non-root user with file or ambient capabilities) keeps its bounding
+//     set, which is then harmless: with no_new_privs set, execve can never
+//     raise capabilities above the permitted set. systemd's
+//     CapabilityBoundingSet= narrows it from outside;
 //   - the ambient set is cleared (tunneld runs no other programs);
 //   - no_new_privs is set, so no later execve can gain privileges;
 //   - the permitted, effective and inheritable sets become exactly the kept
@@ -75,7 +77,9 @@ func Drop(keep ...uintptr) error {
 		return err
 	}
 
-	for c := 0; c <= last; c++ {
+	effective := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
+	canBound := effective&(1<<unix.CAP_SETPCAP) != 0
+	for c := 0; c <= last && canBound; c++ {
 		if want&(1<<c) != 0 {
 			continue
 		}

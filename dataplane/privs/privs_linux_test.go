@@ -174,6 +174,9 @@ func runChild(t *testing.T, bin, mode string) {
 // cgo (CGO_ENABLED=1, the default with a C compiler, or -race), it builds a
 // CGO_ENABLED=0 copy of itself for the child.
 func TestDrop(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Log("privs: TestDrop needs root: its child drops capabilities it must first hold")
+	}
 	topo.RequireRoot(t)
 	bin, err := os.Executable()
 	if err != nil {
