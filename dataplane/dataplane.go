@@ -29,21 +29,24 @@ const ringSize = 1024
 // its goroutines, its device and its socket; Close is the single place that
 // stops them.
 type Dataplane struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	dev     Device
-	undoDev func()
-	sock    io.Closer
-	conn    *BatchConn
-	bufs    *buffers
-	tun     *tunnel
-	dport   uint16 // underlay destination port (0 for raw IP)
-	table   atomic.Pointer[Table]
-	gso     atomic.Bool // send runs of datagrams with UDP_SEGMENT
-	direct  bool        // run to completion: no writer goroutines, no rings
-	txq     *queue      // encapsulated packets and neighbour replies -> underlay writer
-	rxq     *queue      // decapsulated packets -> device writer
-	start   time.Time
+	cfg       *config.Config
+	log       *slog.Logger
+	dev       Device
+	undoDev   func()
+	sock      io.Closer
+	conn      *BatchConn
+	bufs      *buffers
+	tun       *tunnel
+	dport     uint16 // underlay destination port (0 for raw IP)
+	table     atomic.Pointer[Table]
+	gso       atomic.Bool // send runs of datagrams with UDP_SEGMENT
+	ctl       sync.Mutex  // control path only (SetPeers); never taken per packet
+	peerStats map[netip.Addr]*PeerStats
+	routes    map[netip.Prefix]bool // routes this data plane added
+	direct    bool                  // run to completion: no writer goroutines, no rings
+	txq       *queue                // encapsulated packets and neighbour replies -> underlay writer
+	rxq       *queue                // decapsulated packets -> device writer
+	start     time.Time
 
 	egress, uwriter, ureader, dwriter Counters
 
@@ -113,10 +116,31 @@ func PeersFromConfig(cfg *config.Config) []*Peer {
 }
 
 // SetPeers installs a new peer table snapshot and routes for its prefixes.
+// A peer whose remote address was already known keeps its counters.
 func (d *Dataplane) SetPeers(peers []*Peer) error {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	if d.peerStats == nil {
+		d.peerStats = map[netip.Addr]*PeerStats{}
+	}
+	keep := make(map[netip.Addr]*PeerStats, len(peers))
+	for _, p := range peers {
+		st := d.peerStats[p.Remote]
+		if st == nil {
+			st = new(PeerStats)
+		}
+		p.stats = st
+		keep[p.Remote] = st
+	}
+	d.peerStats = keep
 	d.table.Store(NewTable(peers))
-	return addRoutes(d.cfg, peers)
+	var err error
+	d.routes, err = syncRoutes(d.cfg, peers, d.routes)
+	return err
 }
+
+// Table returns the current peer table snapshot.
+func (d *Dataplane) Table() *Table { return d.table.Load() }
 
 // openUnderlay opens the socket the tunnel runs over: UDP for VXLAN and
 // IP-in-UDP, a raw IP socket of the tunnel's protocol otherwise.

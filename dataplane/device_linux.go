@@ -159,25 +159,43 @@ func configureLink(cfg *config.Config, existed bool) (func(), error) {
 	return undo, nil
 }
 
-// addRoutes points the peers' prefixes that the device's own subnets do
-// not already cover at the device.
-func addRoutes(cfg *config.Config, peers []*Peer) error {
+// syncRoutes points the peers' prefixes that the device's own subnets do
+// not already cover at the device, and removes the routes it added before
+// for prefixes no peer has any more. It returns the routes now in place.
+func syncRoutes(cfg *config.Config, peers []*Peer, had map[netip.Prefix]bool) (map[netip.Prefix]bool, error) {
 	link, err := netlink.LinkByName(cfg.Device.Name)
 	if err != nil {
-		return err
+		return had, err
 	}
+	want := map[netip.Prefix]bool{}
 	for _, p := range peers {
 		for _, pfx := range p.Prefixes {
-			if coveredByDevice(cfg, pfx) {
-				continue
-			}
-			r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixToIPNet(pfx.Masked()), Scope: netlink.SCOPE_LINK}
-			if err := netlink.RouteReplace(r); err != nil {
-				return fmt.Errorf("route %s dev %s: %w", pfx, cfg.Device.Name, err)
+			if !coveredByDevice(cfg, pfx) {
+				want[pfx.Masked()] = true
 			}
 		}
 	}
-	return nil
+	route := func(pfx netip.Prefix) *netlink.Route {
+		return &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixToIPNet(pfx), Scope: netlink.SCOPE_LINK}
+	}
+	now := map[netip.Prefix]bool{}
+	var errs error
+	for pfx := range want {
+		if err := netlink.RouteReplace(route(pfx)); err != nil {
+			errs = errors.Join(errs, fmt.Errorf("route %s dev %s: %w", pfx, cfg.Device.Name, err))
+			continue
+		}
+		now[pfx] = true
+	}
+	for pfx := range had {
+		if !want[pfx] {
+			if err := netlink.RouteDel(route(pfx)); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = errors.Join(errs, fmt.Errorf("remove route %s dev %s: %w", pfx, cfg.Device.Name, err))
+				now[pfx] = true
+			}
+		}
+	}
+	return now, errs
 }
 
 func coveredByDevice(cfg *config.Config, pfx netip.Prefix) bool {

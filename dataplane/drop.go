@@ -52,19 +52,79 @@ func (d Drop) String() string {
 
 // Counters belong to one goroutine (one pipeline stage) and are summed at
 // read time, so the per-packet path never writes a cache line another core
-// writes too. The fields are atomics only so that readers are race-free;
-// uncontended atomic adds cost about as much as plain ones here.
+// writes too. Stages add to them once per batch, not per packet. The
+// fields are atomics only so that readers are race-free.
 type Counters struct {
 	RxPackets atomic.Uint64 // packets in from the source of this stage
 	RxBytes   atomic.Uint64
 	TxPackets atomic.Uint64 // packets out to the sink of this stage
 	TxBytes   atomic.Uint64
 	Batches   atomic.Uint64
+	BatchSize Hist // packets per batch
+	Segments  Hist // datagrams per GSO send (writers) or per GRO read (readers)
 	Drops     [NumDrops]atomic.Uint64
 	_         [64]byte
 }
 
 func (c *Counters) drop(d Drop) { c.Drops[d].Add(1) }
+
+// HistBuckets are the upper bounds of Hist's buckets: powers of two up to
+// 128 (a batch or a GSO train is never larger), then +Inf.
+var HistBuckets = [...]float64{1, 2, 4, 8, 16, 32, 64, 128}
+
+// Hist is a fixed-bucket histogram cheap enough to fill once per batch.
+type Hist struct {
+	Buckets [len(HistBuckets) + 1]atomic.Uint64 // not cumulative; the last is +Inf
+	Sum     atomic.Uint64
+}
+
+func (h *Hist) observe(v int) {
+	i := 0
+	for i < len(HistBuckets) && float64(v) > HistBuckets[i] {
+		i++
+	}
+	h.Buckets[i].Add(1)
+	h.Sum.Add(uint64(v))
+}
+
+// PeerStats counts one peer's traffic. It outlives table snapshots: a peer
+// that stays across a reload keeps its counters. Receive and send sides
+// are written by different goroutines, so they sit on separate cache lines.
+type PeerStats struct {
+	RxPackets, RxBytes atomic.Uint64 // from the peer, delivered to the device
+	_                  [48]byte
+	TxPackets, TxBytes atomic.Uint64 // sent to the peer
+	_                  [48]byte
+}
+
+// peerRun accumulates the counts of consecutive packets of one peer so that
+// a batch costs one atomic add per run instead of one per packet.
+type peerRun struct {
+	p              *Peer
+	packets, bytes uint64
+}
+
+func (r *peerRun) add(p *Peer, n int, tx bool) {
+	if p != r.p {
+		r.flush(tx)
+		r.p = p
+	}
+	r.packets++
+	r.bytes += uint64(n)
+}
+
+func (r *peerRun) flush(tx bool) {
+	if r.p != nil && r.p.stats != nil && r.packets > 0 {
+		if tx {
+			r.p.stats.TxPackets.Add(r.packets)
+			r.p.stats.TxBytes.Add(r.bytes)
+		} else {
+			r.p.stats.RxPackets.Add(r.packets)
+			r.p.stats.RxBytes.Add(r.bytes)
+		}
+	}
+	*r = peerRun{}
+}
 
 // Stats is a summed, point-in-time copy of all stages' counters.
 type Stats struct {

@@ -130,13 +130,14 @@ func (d *Dataplane) routineDeviceReader() {
 			return
 		}
 		c.Batches.Add(1)
+		c.BatchSize.observe(k)
 		tbl := d.table.Load()
 		now := d.now()
 		out, free = out[:0], append(free[:0], idx[k:n]...)
+		var rxBytes uint64
 		for i := range k {
 			b, off, end := bufs[i], Headroom, Headroom+sizes[i]
-			c.RxPackets.Add(1)
-			c.RxBytes.Add(uint64(sizes[i]))
+			rxBytes += uint64(sizes[i])
 			if d.tun.l2 {
 				out = d.egressL2(b, off, end, idx[i], tbl, now, out, &free)
 				continue
@@ -152,6 +153,8 @@ func (d *Dataplane) routineDeviceReader() {
 			}
 			out = append(out, packet{idx: idx[i], off: int32(off), end: int32(end), peer: p})
 		}
+		c.RxPackets.Add(uint64(k))
+		c.RxBytes.Add(rxBytes)
 		d.bufs.putBatch(free)
 		if uw != nil {
 			if uw.writeAll(out) != nil {
@@ -255,19 +258,25 @@ func (u *underlayWriter) write(ps []packet) error {
 		return nil
 	}
 	c.Batches.Add(1)
+	c.BatchSize.observe(n)
+	var bytes uint64
+	var run peerRun
 	for i := range ps {
 		p := &ps[i]
 		u.bufs[i] = d.bufs.buf(p.idx)[p.off:p.end]
 		u.idx[i] = p.idx
-		c.TxBytes.Add(uint64(p.end - p.off))
+		bytes += uint64(p.end - p.off)
+		run.add(p.peer, int(p.end-p.off), true)
 	}
-	nm := d.buildMessages(ps, u.bufs[:n], u.msgs)
+	run.flush(true)
+	nm := d.buildMessages(ps, u.bufs[:n], u.msgs, c)
 	for i := range ps {
 		ps[i].peer = nil
 	}
 	err := d.sendMessages(u.w, u.msgs[:nm], c)
 	if err == nil {
 		c.TxPackets.Add(uint64(n))
+		c.TxBytes.Add(bytes)
 	}
 	d.bufs.putBatch(u.idx[:n])
 	return err
@@ -306,7 +315,7 @@ func (d *Dataplane) routineUnderlayWriter() {
 // of packets to the same peer whose sizes are equal (the last of a run may
 // be shorter) become one message the kernel segments: one trip through
 // the UDP/IP stack for up to maxGSOSegments datagrams.
-func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message) int {
+func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message, c *Counters) int {
 	gso := d.gso.Load()
 	nm := 0
 	for i := 0; i < len(ps); {
@@ -329,6 +338,7 @@ func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message) in
 				m.Bufs, m.GSOSize = bufs[i:j], size
 			}
 		}
+		c.Segments.observe(j - i)
 		i = j
 	}
 	return nm
@@ -420,10 +430,16 @@ func (d *Dataplane) routineUnderlayReader() {
 		tbl := d.table.Load()
 		now := d.now()
 		rx, tx, free = rx[:0], tx[:0], append(free[:0], idx[k:n]...)
+		var rxPackets, rxBytes uint64
 		for i := range k {
 			m := &msgs[i]
-			c.RxPackets.Add(1)
-			c.RxBytes.Add(uint64(m.N))
+			rxPackets++
+			rxBytes += uint64(m.N)
+			if m.GSOSize > 0 && m.N > m.GSOSize {
+				c.Segments.observe((m.N + m.GSOSize - 1) / m.GSOSize)
+			} else {
+				c.Segments.observe(1)
+			}
 			if m.Trunc {
 				c.drop(Drop(encap.DropOversize))
 				free = append(free, idx[i])
@@ -445,12 +461,12 @@ func (d *Dataplane) routineUnderlayReader() {
 				b := d.bufs.buf(idx[i])
 				segs = segs[:0]
 				for o := seg; o < m.N; o += seg {
+					rxPackets++
 					sid, ok := d.bufs.getSmall()
 					if !ok {
 						c.drop(DropPoolExhausted)
 						continue
 					}
-					c.RxPackets.Add(1)
 					sn := copy(d.bufs.buf(sid)[Headroom:], b[Headroom+o:Headroom+min(o+seg, m.N)])
 					segs = append(segs, segment{sid, sn})
 				}
@@ -462,6 +478,9 @@ func (d *Dataplane) routineUnderlayReader() {
 			}
 			rx, tx, free = d.ingress(idx[i], m.N, p, tbl, now, rx, tx, free, c)
 		}
+		c.RxPackets.Add(rxPackets)
+		c.RxBytes.Add(rxBytes)
+		c.BatchSize.observe(int(rxPackets))
 		d.bufs.putBatch(free)
 		if dw != nil {
 			if dw.writeAll(rx) != nil || rw.writeAll(tx) != nil {
@@ -522,9 +541,12 @@ func (w *deviceWriter) write(ps []packet) error {
 		return nil
 	}
 	c.Batches.Add(1)
+	c.BatchSize.observe(n)
 	var bytes uint64
+	var run peerRun
 	for i := range ps {
 		p := &ps[i]
+		run.add(p.peer, int(p.end-p.off), false)
 		// Every packet must sit at the same offset for Write, and a
 		// decapsulated one starts wherever its outer headers ended: slice
 		// each buffer so that the packet begins Headroom bytes into its
@@ -534,6 +556,7 @@ func (w *deviceWriter) write(ps []packet) error {
 		bytes += uint64(p.end - p.off)
 		ps[i].peer = nil
 	}
+	run.flush(false)
 	_, err := d.dev.Write(w.bufs[:n], Headroom)
 	d.bufs.putBatch(w.idx[:n])
 	if err != nil {

@@ -15,6 +15,7 @@ type packet struct {
 type batchRing interface {
 	EnqueueBatch([]packet) int
 	DequeueBatch([]packet) int
+	Len() int
 }
 
 // queue joins two stages. The ring carries the packets; two one-slot
@@ -30,6 +31,8 @@ type queue struct {
 func newQueue(r batchRing) *queue {
 	return &queue{r: r, ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
 }
+
+func (q *queue) len() int { return q.r.Len() }
 
 func signal(c chan struct{}) {
 	select {

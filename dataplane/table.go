@@ -17,7 +17,11 @@ type Peer struct {
 	// StaticMAC says MAC is a configured FDB entry for TAP mode rather than
 	// a derived default.
 	StaticMAC bool
+	stats     *PeerStats // set by Dataplane.SetPeers; nil in bare tables
 }
+
+// Stats returns the peer's counters (nil outside a running data plane).
+func (p *Peer) Stats() *PeerStats { return p.stats }
 
 // Table is an immutable snapshot of the peers and the routes to them. The
 // data plane reads it through an atomic.Pointer and never locks; a change

@@ -7,13 +7,14 @@ import (
 	"net/http"
 	"net/http/pprof"
 
-	"tunnelplane/dataplane"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// serveHTTP starts the operator listener: /healthz and /debug/pprof/.
+// serveHTTP starts the operator listener: /metrics, /healthz and /debug/pprof/.
 // It binds to loopback by default (config metrics.listen) because pprof
 // exposes internals.
-func serveHTTP(addr string, dp *dataplane.Dataplane, log *slog.Logger) (*http.Server, error) {
+func serveHTTP(addr string, reg *prometheus.Registry, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -22,6 +23,7 @@ func serveHTTP(addr string, dp *dataplane.Dataplane, log *slog.Logger) (*http.Se
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -65,8 +65,9 @@ func serve(cfg *config.Config, path string, log *slog.Logger, statsEvery time.Du
 		return 1
 	}
 	dp.Start()
+	m := newMetrics(dp, cfg)
 	if cfg.Metrics.Listen != "" {
-		srv, err := serveHTTP(cfg.Metrics.Listen, dp, log)
+		srv, err := serveHTTP(cfg.Metrics.Listen, m.reg, log)
 		if err != nil {
 			log.Error("metrics listener", "err", err)
 			dp.Close()
@@ -93,7 +94,11 @@ loop:
 		select {
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
-				reload(dp, cfg, path, log)
+				if reload(dp, cfg, path, log) {
+					m.reloads.Inc()
+				} else {
+					m.reloadFailures.Inc()
+				}
 				continue
 			}
 			log.Info("stopping", "signal", s.String())
@@ -116,20 +121,21 @@ loop:
 // reload re-reads the config and applies a change of peers. Changes to
 // anything else need a restart; they are reported, and the running
 // configuration stays.
-func reload(dp *dataplane.Dataplane, cur *config.Config, path string, log *slog.Logger) {
+func reload(dp *dataplane.Dataplane, cur *config.Config, path string, log *slog.Logger) bool {
 	next, err := config.Load(path)
 	if err != nil {
 		log.Error("reload rejected: keeping the running config", "err", err)
-		return
+		return false
 	}
 	if next.Device.Name != cur.Device.Name || next.Device.Mode != cur.Device.Mode || next.Encap != cur.Encap || next.Underlay != cur.Underlay {
 		log.Warn("reload: only peers change live; restart tunneld for device, encap or underlay changes")
 	}
 	if err := dp.SetPeers(dataplane.PeersFromConfig(next)); err != nil {
 		log.Error("reload: routes", "err", err)
-		return
+		return false
 	}
 	log.Info("reloaded", "peers", len(next.Peers))
+	return true
 }
 
 func logStats(log *slog.Logger, dp *dataplane.Dataplane) {

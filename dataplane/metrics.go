@@ -1,0 +1,95 @@
+package dataplane
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collector exports the data plane's counters to Prometheus. It reads the
+// per-goroutine counters at scrape time, so the data path never touches
+// Prometheus.
+type Collector struct {
+	d *Dataplane
+
+	rxPackets, rxBytes, txPackets, txBytes *prometheus.Desc
+	drops, poolFree, ringOcc, peers        *prometheus.Desc
+	batch, gso, gro                        *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*Collector)(nil)
+
+// NewCollector returns a collector for d; register it once.
+func NewCollector(d *Dataplane) *Collector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("tunneld_"+name, help, labels, nil)
+	}
+	return &Collector{
+		d:         d,
+		rxPackets: desc("rx_packets_total", "Packets received from the peer and delivered to the device.", "peer"),
+		rxBytes:   desc("rx_bytes_total", "Bytes (inner packets) received from the peer and delivered to the device.", "peer"),
+		txPackets: desc("tx_packets_total", "Packets encapsulated and sent to the peer.", "peer"),
+		txBytes:   desc("tx_bytes_total", "Bytes (encapsulated, without the kernel's outer IP/UDP headers) sent to the peer.", "peer"),
+		drops:     desc("drops_total", "Packets dropped, by reason and direction (egress: device to underlay; ingress: underlay to device).", "reason", "direction"),
+		poolFree:  desc("pool_free_buffers", "Free buffers in each packet pool.", "pool"),
+		ringOcc:   desc("ring_occupancy", "Packets waiting in each hand-over ring (pipeline: rings).", "ring"),
+		peers:     desc("peers", "Peers in the current table."),
+		batch:     desc("batch_size", "Packets per batch, by pipeline stage.", "stage"),
+		gso:       desc("gso_segments", "Datagrams per underlay send (UDP GSO trains; 1 = a single datagram)."),
+		gro:       desc("gro_segments", "Datagrams per underlay receive (UDP GRO; 1 = a single datagram)."),
+	}
+}
+
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.poolFree, c.ringOcc, c.peers, c.batch, c.gso, c.gro} {
+		ch <- d
+	}
+}
+
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	d := c.d
+	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(desc *prometheus.Desc, v int, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(v), labels...)
+	}
+	tbl := d.table.Load()
+	gauge(c.peers, len(tbl.Peers))
+	for _, p := range tbl.Peers {
+		if st := p.stats; st != nil {
+			peer := p.Remote.String()
+			counter(c.rxPackets, st.RxPackets.Load(), peer)
+			counter(c.rxBytes, st.RxBytes.Load(), peer)
+			counter(c.txPackets, st.TxPackets.Load(), peer)
+			counter(c.txBytes, st.TxBytes.Load(), peer)
+		}
+	}
+	for r := range NumDrops {
+		egress := d.egress.Drops[r].Load() + d.uwriter.Drops[r].Load()
+		ingress := d.ureader.Drops[r].Load() + d.dwriter.Drops[r].Load()
+		// Every reason is exported, zero or not, so that dashboards and
+		// alerts can rely on the series existing.
+		counter(c.drops, egress, r.String(), "egress")
+		counter(c.drops, ingress, r.String(), "ingress")
+	}
+	gauge(c.poolFree, d.bufs.small.Free(), "small")
+	gauge(c.poolFree, d.bufs.large.Free(), "large")
+	gauge(c.ringOcc, d.txq.len(), "tx")
+	gauge(c.ringOcc, d.rxq.len(), "rx")
+	histogram(ch, c.batch, &d.egress.BatchSize, "device_read")
+	histogram(ch, c.batch, &d.uwriter.BatchSize, "underlay_write")
+	histogram(ch, c.batch, &d.ureader.BatchSize, "underlay_read")
+	histogram(ch, c.batch, &d.dwriter.BatchSize, "device_write")
+	histogram(ch, c.gso, &d.uwriter.Segments)
+	histogram(ch, c.gro, &d.ureader.Segments)
+}
+
+func histogram(ch chan<- prometheus.Metric, desc *prometheus.Desc, h *Hist, labels ...string) {
+	buckets := make(map[float64]uint64, len(HistBuckets))
+	var cum uint64
+	for i, ub := range HistBuckets {
+		cum += h.Buckets[i].Load()
+		buckets[ub] = cum
+	}
+	cum += h.Buckets[len(HistBuckets)].Load()
+	ch <- prometheus.MustNewConstHistogram(desc, cum, float64(h.Sum.Load()), buckets, labels...)
+}
