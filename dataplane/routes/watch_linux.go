@@ -78,6 +78,16 @@ func WatchWithOptions(ctx context.Context, devName string, opt WatchOptions, fn 
 	if err := netlink.LinkSubscribeWithOptions(linkc, done, netlink.LinkSubscribeOptions{Namespace: nsp, ErrorCallback: onErr}); err != nil {
 		return fmt.Errorf("routes: subscribe to links: %w", err)
 	}
+	// netlink's receive goroutines block sending on these channels; once
+	// the watch ends, drain them until the cancelled subscriptions close
+	// them.
+	defer func() {
+		cancel()
+		go func() {
+			for range linkc {
+			}
+		}()
+	}()
 	routec := make(chan netlink.RouteUpdate, 1024)
 	if err := netlink.RouteSubscribeWithOptions(routec, done, netlink.RouteSubscribeOptions{
 		Namespace:         nsp,
@@ -87,6 +97,13 @@ func WatchWithOptions(ctx context.Context, devName string, opt WatchOptions, fn 
 	}); err != nil {
 		return fmt.Errorf("routes: subscribe to routes: %w", err)
 	}
+	defer func() {
+		cancel()
+		go func() {
+			for range routec {
+			}
+		}()
+	}()
 	// The device may have gone between LinkByName and the subscription.
 	if err := w.checkLink(); err != nil {
 		return err
