@@ -1,11 +1,13 @@
 package dataplane
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,16 +27,15 @@ const Headroom = ring.Headroom
 
 const ringSize = 1024
 
-// Dataplane forwards between one device and one underlay socket. It owns
-// its goroutines, its device and its socket; Close is the single place that
-// stops them.
+// Dataplane forwards between one device and the underlay. It owns its
+// goroutines, its device queues and its sockets; Close is the single place
+// that stops them.
 type Dataplane struct {
 	cfg       *config.Config
 	log       *slog.Logger
-	dev       Device
+	queues    []*queueSet
 	undoDev   func()
-	sock      io.Closer
-	conn      *BatchConn
+	closers   []io.Closer // sockets and device queues, closed by Close
 	bufs      *buffers
 	tun       *tunnel
 	dport     uint16 // underlay destination port (0 for raw IP)
@@ -44,11 +45,7 @@ type Dataplane struct {
 	peerStats map[netip.Addr]*PeerStats
 	routes    map[netip.Prefix]bool // routes this data plane added
 	direct    bool                  // run to completion: no writer goroutines, no rings
-	txq       *queue                // encapsulated packets and neighbour replies -> underlay writer
-	rxq       *queue                // decapsulated packets -> device writer
 	start     time.Time
-
-	egress, uwriter, ureader, dwriter Counters
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -56,8 +53,21 @@ type Dataplane struct {
 	errc      chan error
 }
 
-// New opens the device and the underlay socket described by cfg and builds
-// the peer table. It does not forward until Start.
+// queueSet is one device queue and the sockets its goroutines use. Every
+// goroutine of a queue counts into the queue's own Counters.
+type queueSet struct {
+	id   int
+	dev  Device
+	recv *BatchConn // underlay socket this queue reads; nil if another queue reads for it
+	send *BatchConn // underlay socket this queue's egress sends through
+	txq  *queue     // pipeline rings: encapsulated packets and replies -> underlay writer
+	rxq  *queue     // pipeline rings: decapsulated packets -> device writer
+
+	egress, uwriter, ureader, dwriter Counters
+}
+
+// New opens the device queues and the underlay sockets described by cfg
+// and builds the peer table. It does not forward until Start.
 func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
 	if log == nil {
 		log = slog.Default()
@@ -69,41 +79,52 @@ func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
 		done:  make(chan struct{}),
 		errc:  make(chan error, 4),
 		start: time.Now(),
-		txq:   newQueue(ring.NewMPMC[packet](ringSize)),
-		rxq:   newQueue(ring.NewSPSC[packet](ringSize)),
 	}
 	d.direct = cfg.Pipeline != "rings"
 	d.bufs = newBuffers(max(cfg.Underlay.MTU, cfg.Device.MTU+encap.EthernetLen) + 64)
-
-	sock, conn, port, err := openUnderlay(cfg, d.tun)
-	if err != nil {
+	n := cfg.Queues
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	for i := range n {
+		d.queues = append(d.queues, &queueSet{
+			id:  i,
+			txq: newQueue(ring.NewMPMC[packet](ringSize)),
+			rxq: newQueue(ring.NewSPSC[packet](ringSize)),
+		})
+	}
+	if err := d.openUnderlay(); err != nil {
+		d.closeAll()
 		return nil, err
 	}
-	d.sock, d.conn, d.dport = sock, conn, port
-	if d.tun.rawProto() == 0 && cfg.Offload != "off" {
-		d.gso.Store(conn.SupportsGSO())
-		if err := conn.EnableGRO(); err != nil {
-			log.Info("UDP GRO not available", "err", err)
+	devs, undo, err := openDevice(cfg, n)
+	if err != nil {
+		d.closeAll()
+		return nil, err
+	}
+	d.undoDev = undo
+	for i, dev := range devs {
+		d.queues[i].dev = dev
+		d.closers = append(d.closers, dev)
+		if td, ok := dev.(tun.Device); ok {
+			go func() { // wireguard-go's tun reports link events; nobody here needs them
+				for range td.Events() {
+				}
+			}()
 		}
-	}
-
-	dev, undo, err := openDevice(cfg)
-	if err != nil {
-		sock.Close()
-		return nil, err
-	}
-	d.dev, d.undoDev = dev, undo
-	if td, ok := dev.(tun.Device); ok {
-		go func() { // wireguard-go's tun reports link events; nobody here needs them
-			for range td.Events() {
-			}
-		}()
 	}
 	if err := d.SetPeers(PeersFromConfig(cfg)); err != nil {
 		d.Close()
 		return nil, err
 	}
+	log.Info("data plane ready", "queues", n, "pipeline", cfg.Pipeline, "udp_gso", d.gso.Load())
 	return d, nil
+}
+
+func (d *Dataplane) closeAll() {
+	for _, c := range d.closers {
+		c.Close()
+	}
 }
 
 // PeersFromConfig turns the configured peers into table entries.
@@ -142,41 +163,99 @@ func (d *Dataplane) SetPeers(peers []*Peer) error {
 // Table returns the current peer table snapshot.
 func (d *Dataplane) Table() *Table { return d.table.Load() }
 
-// openUnderlay opens the socket the tunnel runs over: UDP for VXLAN and
-// IP-in-UDP, a raw IP socket of the tunnel's protocol otherwise.
-func openUnderlay(cfg *config.Config, t *tunnel) (io.Closer, *BatchConn, uint16, error) {
+// openUnderlay opens the sockets the tunnel runs over.
+//
+// UDP (VXLAN, IP-in-UDP): one receiving socket per queue on the tunnel
+// port, joined by SO_REUSEPORT, so the kernel spreads incoming flows over
+// the queues by their 4-tuple hash. With more than one queue, each queue
+// also sends from a socket of its own on an ephemeral port: the TUN hands a
+// flow always to the same queue, so each flow keeps one source port, while
+// different queues give the peer different source ports to spread on (RFC
+// 7348's source-port entropy, at queue granularity).
+//
+// Raw IP (IPIP, SIT, GRE): a raw socket receives a copy of every packet of
+// its protocol, so there is one socket, read by queue 0; every queue sends
+// through it with a writer of its own.
+func (d *Dataplane) openUnderlay() error {
+	cfg := d.cfg
 	local := cfg.Underlay.Local
 	family := "4"
 	if local.Is6() {
 		family = "6"
 	}
-	var (
-		sock interface {
-			io.Closer
-			syscall.Conn
+	type sock interface {
+		io.Closer
+		syscall.Conn
+	}
+	open := func(reuse bool, port uint16) (*BatchConn, error) {
+		var (
+			s   sock
+			err error
+		)
+		lc := net.ListenConfig{}
+		if reuse {
+			lc.Control = func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+				return serr
+			}
 		}
-		port uint16
-		err  error
-	)
-	proto := t.rawProto()
-	if proto != 0 {
-		sock, err = net.ListenIP(fmt.Sprintf("ip%s:%d", family, proto), &net.IPAddr{IP: local.AsSlice()})
-	} else {
-		port = cfg.Encap.Port
-		sock, err = net.ListenUDP("udp"+family, net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, port)))
+		if proto := d.tun.rawProto(); proto != 0 {
+			var pc net.PacketConn
+			pc, err = lc.ListenPacket(context.Background(), fmt.Sprintf("ip%s:%d", family, proto), local.String())
+			if err == nil {
+				s = pc.(*net.IPConn)
+			}
+		} else {
+			var pc net.PacketConn
+			pc, err = lc.ListenPacket(context.Background(), "udp"+family, netip.AddrPortFrom(local, port).String())
+			if err == nil {
+				s = pc.(*net.UDPConn)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("underlay socket on %s: %w", local, err)
+		}
+		d.closers = append(d.closers, s)
+		if err := setUnderlayOptions(s, cfg); err != nil {
+			return nil, err
+		}
+		return NewBatchConn(s, 128, d.tun.rawProto() != 0)
 	}
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("underlay socket on %s: %w", local, err)
+	if d.tun.rawProto() != 0 {
+		c, err := open(false, 0)
+		if err != nil {
+			return err
+		}
+		for _, q := range d.queues {
+			q.send = c
+		}
+		d.queues[0].recv = c
+		return nil
 	}
-	conn, err := NewBatchConn(sock, 128, proto != 0)
-	if err == nil {
-		err = setUnderlayOptions(sock, cfg)
+	d.dport = cfg.Encap.Port
+	offload := cfg.Offload != "off"
+	for _, q := range d.queues {
+		c, err := open(len(d.queues) > 1, d.dport)
+		if err != nil {
+			return err
+		}
+		q.recv, q.send = c, c
+		if offload {
+			if err := c.EnableGRO(); err != nil {
+				d.log.Info("UDP GRO not available", "err", err)
+			}
+		}
+		if len(d.queues) > 1 {
+			if q.send, err = open(false, 0); err != nil {
+				return err
+			}
+		}
 	}
-	if err != nil {
-		sock.Close()
-		return nil, nil, 0, err
+	if offload {
+		d.gso.Store(d.queues[0].send.SupportsGSO())
 	}
-	return sock, conn, port, nil
+	return nil
 }
 
 // setUnderlayOptions applies the outer TTL, TOS and DF choices and larger

@@ -59,44 +59,48 @@ func (d *tapDevice) Name() (string, error)   { return d.ifce.Name(), nil }
 func (d *tapDevice) Close() error            { return d.ifce.Close() }
 func (d *tapDevice) File() (*os.File, error) { return nil, errors.ErrUnsupported }
 
-// openDevice creates (or attaches to) the configured device and brings it
-// up with its addresses and MTU. The returned undo removes what this call
-// added to a device that existed before; a device it created goes away
-// when closed.
-func openDevice(cfg *config.Config) (Device, func(), error) {
+// openDevice creates (or attaches to) the configured device with n queues
+// (IFF_MULTI_QUEUE when n > 1) and brings it up with its addresses and
+// MTU. The returned undo removes what this call added to a device that
+// existed before; a device it created goes away when its queues close.
+func openDevice(cfg *config.Config, n int) ([]Device, func(), error) {
 	name := cfg.Device.Name
 	_, existedErr := netlink.LinkByName(name)
 	existed := existedErr == nil
-	var dev Device
-	switch cfg.Device.Mode {
-	case config.ModeTAP:
-		ifce, err := water.New(water.Config{DeviceType: water.TAP, PlatformSpecificParams: water.PlatformSpecificParams{Name: name}})
-		if err != nil {
-			return nil, nil, fmt.Errorf("create tap %q: %w", name, err)
+	var devs []Device
+	fail := func(err error) ([]Device, func(), error) {
+		for _, d := range devs {
+			d.Close()
 		}
-		dev = &tapDevice{ifce: ifce}
-	default:
-		td, err := createTUN(name, cfg.Device.MTU, cfg.Offload != "off")
-		if err != nil {
-			return nil, nil, fmt.Errorf("create tun %q: %w", name, err)
+		return nil, nil, err
+	}
+	for range n {
+		switch cfg.Device.Mode {
+		case config.ModeTAP:
+			ifce, err := water.New(water.Config{DeviceType: water.TAP, PlatformSpecificParams: water.PlatformSpecificParams{Name: name, MultiQueue: n > 1}})
+			if err != nil {
+				return fail(fmt.Errorf("create tap %q: %w", name, err))
+			}
+			devs = append(devs, &tapDevice{ifce: ifce})
+		default:
+			td, err := openTUNQueue(name, cfg.Device.MTU, cfg.Offload != "off", n > 1)
+			if err != nil {
+				return fail(fmt.Errorf("create tun %q: %w", name, err))
+			}
+			devs = append(devs, td)
 		}
-		dev = td
 	}
 	undo, err := configureLink(cfg, existed)
 	if err != nil {
-		dev.Close()
-		return nil, nil, err
+		return fail(err)
 	}
-	return dev, undo, nil
+	return devs, undo, nil
 }
 
-// createTUN opens a TUN device. With offloads, wireguard-go's tun turns on
-// IFF_VNET_HDR and TSO/USO when the kernel has them; without, the device
-// is opened plainly and handed over, so every packet is one MTU-sized read.
-func createTUN(name string, mtu int, offload bool) (Device, error) {
-	if offload {
-		return tun.CreateTUN(name, mtu)
-	}
+// openTUNQueue opens one queue of a TUN device. With offloads it asks for
+// IFF_VNET_HDR, and wireguard-go's tun then turns on TSO/USO and splits and
+// coalesces super-packets; without, every packet is one MTU-sized read.
+func openTUNQueue(name string, mtu int, offload, multi bool) (Device, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -106,7 +110,14 @@ func createTUN(name string, mtu int, offload bool) (Device, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if offload {
+		flags |= unix.IFF_VNET_HDR
+	}
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("TUNSETIFF: %w", err)

@@ -134,3 +134,63 @@ type Stats struct {
 	// Batches per stage: packets / batches is the mean batch size.
 	DeviceReads, UnderlayWrites, UnderlayReads, DeviceWrites uint64
 }
+
+// stage names one pipeline stage's Counters in a queue.
+type stage int
+
+const (
+	stageDeviceRead stage = iota
+	stageUnderlayWrite
+	stageUnderlayRead
+	stageDeviceWrite
+)
+
+func (q *queueSet) counters(st stage) *Counters {
+	switch st {
+	case stageDeviceRead:
+		return &q.egress
+	case stageUnderlayWrite:
+		return &q.uwriter
+	case stageUnderlayRead:
+		return &q.ureader
+	}
+	return &q.dwriter
+}
+
+// countersSnap is a plain copy of Counters, summed over queues.
+type countersSnap struct {
+	rxPackets, rxBytes, txPackets, txBytes, batches uint64
+	batchSize, segments                             histSnap
+	drops                                           [NumDrops]uint64
+}
+
+type histSnap struct {
+	buckets [len(HistBuckets) + 1]uint64
+	sum     uint64
+}
+
+func (h *histSnap) add(o *Hist) {
+	for i := range h.buckets {
+		h.buckets[i] += o.Buckets[i].Load()
+	}
+	h.sum += o.Sum.Load()
+}
+
+// sum adds up one stage's counters over all queues.
+func (d *Dataplane) sum(st stage) countersSnap {
+	var s countersSnap
+	for _, q := range d.queues {
+		c := q.counters(st)
+		s.rxPackets += c.RxPackets.Load()
+		s.rxBytes += c.RxBytes.Load()
+		s.txPackets += c.TxPackets.Load()
+		s.txBytes += c.TxBytes.Load()
+		s.batches += c.Batches.Load()
+		s.batchSize.add(&c.BatchSize)
+		s.segments.add(&c.Segments)
+		for r := range s.drops {
+			s.drops[r] += c.Drops[r].Load()
+		}
+	}
+	return s
+}

@@ -63,33 +63,37 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.txBytes, st.TxBytes.Load(), peer)
 		}
 	}
+	dr, uw, ur, dw := d.sum(stageDeviceRead), d.sum(stageUnderlayWrite), d.sum(stageUnderlayRead), d.sum(stageDeviceWrite)
 	for r := range NumDrops {
-		egress := d.egress.Drops[r].Load() + d.uwriter.Drops[r].Load()
-		ingress := d.ureader.Drops[r].Load() + d.dwriter.Drops[r].Load()
 		// Every reason is exported, zero or not, so that dashboards and
 		// alerts can rely on the series existing.
-		counter(c.drops, egress, r.String(), "egress")
-		counter(c.drops, ingress, r.String(), "ingress")
+		counter(c.drops, dr.drops[r]+uw.drops[r], r.String(), "egress")
+		counter(c.drops, ur.drops[r]+dw.drops[r], r.String(), "ingress")
 	}
 	gauge(c.poolFree, d.bufs.small.Free(), "small")
 	gauge(c.poolFree, d.bufs.large.Free(), "large")
-	gauge(c.ringOcc, d.txq.len(), "tx")
-	gauge(c.ringOcc, d.rxq.len(), "rx")
-	histogram(ch, c.batch, &d.egress.BatchSize, "device_read")
-	histogram(ch, c.batch, &d.uwriter.BatchSize, "underlay_write")
-	histogram(ch, c.batch, &d.ureader.BatchSize, "underlay_read")
-	histogram(ch, c.batch, &d.dwriter.BatchSize, "device_write")
-	histogram(ch, c.gso, &d.uwriter.Segments)
-	histogram(ch, c.gro, &d.ureader.Segments)
+	var txq, rxq int
+	for _, q := range d.queues {
+		txq += q.txq.len()
+		rxq += q.rxq.len()
+	}
+	gauge(c.ringOcc, txq, "tx")
+	gauge(c.ringOcc, rxq, "rx")
+	histogram(ch, c.batch, &dr.batchSize, "device_read")
+	histogram(ch, c.batch, &uw.batchSize, "underlay_write")
+	histogram(ch, c.batch, &ur.batchSize, "underlay_read")
+	histogram(ch, c.batch, &dw.batchSize, "device_write")
+	histogram(ch, c.gso, &uw.segments)
+	histogram(ch, c.gro, &ur.segments)
 }
 
-func histogram(ch chan<- prometheus.Metric, desc *prometheus.Desc, h *Hist, labels ...string) {
+func histogram(ch chan<- prometheus.Metric, desc *prometheus.Desc, h *histSnap, labels ...string) {
 	buckets := make(map[float64]uint64, len(HistBuckets))
 	var cum uint64
 	for i, ub := range HistBuckets {
-		cum += h.Buckets[i].Load()
+		cum += h.buckets[i]
 		buckets[ub] = cum
 	}
-	cum += h.Buckets[len(HistBuckets)].Load()
-	ch <- prometheus.MustNewConstHistogram(desc, cum, float64(h.Sum.Load()), buckets, labels...)
+	cum += h.buckets[len(HistBuckets)]
+	ch <- prometheus.MustNewConstHistogram(desc, cum, float64(h.sum), buckets, labels...)
 }

@@ -43,15 +43,19 @@ import (
 
 // Start launches the pipeline goroutines.
 func (d *Dataplane) Start() {
-	if d.direct {
-		d.wg.Add(2)
-	} else {
-		d.wg.Add(4)
-		go d.routineUnderlayWriter()
-		go d.routineDeviceWriter()
+	for _, q := range d.queues {
+		if !d.direct {
+			d.wg.Add(2)
+			go d.routineUnderlayWriter(q)
+			go d.routineDeviceWriter(q)
+		}
+		d.wg.Add(1)
+		go d.routineDeviceReader(q)
+		if q.recv != nil {
+			d.wg.Add(1)
+			go d.routineUnderlayReader(q)
+		}
 	}
-	go d.routineDeviceReader()
-	go d.routineUnderlayReader()
 }
 
 // Err delivers errors that stop forwarding (the device vanished, the
@@ -63,12 +67,7 @@ func (d *Dataplane) Err() <-chan error { return d.errc }
 func (d *Dataplane) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.done)
-		if d.sock != nil {
-			d.sock.Close()
-		}
-		if d.dev != nil {
-			d.dev.Close()
-		}
+		d.closeAll()
 		d.wg.Wait()
 		if d.undoDev != nil {
 			d.undoDev()
@@ -96,18 +95,18 @@ func isClosed(err error) bool {
 
 func (d *Dataplane) now() int64 { return int64(time.Since(d.start)) }
 
-func (d *Dataplane) routineDeviceReader() {
+func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	defer d.wg.Done()
-	bs := d.dev.BatchSize()
+	bs := q.dev.BatchSize()
 	idx := make([]uint32, bs)
 	bufs := make([][]byte, bs)
 	sizes := make([]int, bs)
 	out := make([]packet, 0, bs)
 	free := make([]uint32, 0, bs)
-	c := &d.egress
+	c := &q.egress
 	var uw *underlayWriter
 	if d.direct {
-		uw = d.newUnderlayWriter(&d.uwriter, bs)
+		uw = d.newUnderlayWriter(q.send, &q.uwriter, bs)
 	}
 	for {
 		n := d.bufs.getBatch(idx, false, d.done)
@@ -117,7 +116,7 @@ func (d *Dataplane) routineDeviceReader() {
 		for i := range n {
 			bufs[i] = d.bufs.buf(idx[i])
 		}
-		k, err := d.dev.Read(bufs[:n], sizes[:n], Headroom)
+		k, err := q.dev.Read(bufs[:n], sizes[:n], Headroom)
 		if err != nil && k == 0 {
 			d.bufs.putBatch(idx[:n])
 			if errors.Is(err, tun.ErrTooManySegments) {
@@ -139,7 +138,7 @@ func (d *Dataplane) routineDeviceReader() {
 			b, off, end := bufs[i], Headroom, Headroom+sizes[i]
 			rxBytes += uint64(sizes[i])
 			if d.tun.l2 {
-				out = d.egressL2(b, off, end, idx[i], tbl, now, out, &free)
+				out = d.egressL2(q, b, off, end, idx[i], tbl, now, out, &free)
 				continue
 			}
 			p, drop := d.classifyL3(b, off, end, tbl)
@@ -160,7 +159,7 @@ func (d *Dataplane) routineDeviceReader() {
 			if uw.writeAll(out) != nil {
 				return
 			}
-		} else if m := d.txq.put(out, d.done); m < len(out) {
+		} else if m := q.txq.put(out, d.done); m < len(out) {
 			d.dropQueued(out[m:], c)
 			return
 		}
@@ -183,8 +182,8 @@ func (d *Dataplane) classifyL3(b []byte, off, end int, tbl *Table) (*Peer, Drop)
 // egressL2 sends the frame b[off:end] to the peer its destination MAC was
 // learned from, or floods a broadcast, multicast or unknown destination to
 // every peer (a copy each beyond the first).
-func (d *Dataplane) egressL2(b []byte, off, end int, id uint32, tbl *Table, now int64, out []packet, free *[]uint32) []packet {
-	c := &d.egress
+func (d *Dataplane) egressL2(q *queueSet, b []byte, off, end int, id uint32, tbl *Table, now int64, out []packet, free *[]uint32) []packet {
+	c := &q.egress
 	if end-off < encap.EthernetLen {
 		c.drop(Drop(encap.DropTruncated))
 		*free = append(*free, id)
@@ -244,8 +243,8 @@ type underlayWriter struct {
 	bufs [][]byte // backing store for the messages' Bufs
 }
 
-func (d *Dataplane) newUnderlayWriter(c *Counters, size int) *underlayWriter {
-	return &underlayWriter{d: d, w: d.conn.NewWriter(size), c: c,
+func (d *Dataplane) newUnderlayWriter(conn *BatchConn, c *Counters, size int) *underlayWriter {
+	return &underlayWriter{d: d, w: conn.NewWriter(size), c: c,
 		msgs: make([]Message, size), idx: make([]uint32, size), bufs: make([][]byte, size)}
 }
 
@@ -298,13 +297,13 @@ func (u *underlayWriter) writeAll(ps []packet) error {
 	return nil
 }
 
-func (d *Dataplane) routineUnderlayWriter() {
+func (d *Dataplane) routineUnderlayWriter(q *queueSet) {
 	defer d.wg.Done()
 	const bs = 128
 	ps := make([]packet, bs)
-	u := d.newUnderlayWriter(&d.uwriter, bs)
+	u := d.newUnderlayWriter(q.send, &q.uwriter, bs)
 	for {
-		n := d.txq.get(ps, d.done)
+		n := q.txq.get(ps, d.done)
 		if n == 0 || u.write(ps[:n]) != nil {
 			return
 		}
@@ -385,7 +384,7 @@ func (d *Dataplane) sendMessages(w *BatchWriter, msgs []Message, c *Counters) er
 	return nil
 }
 
-func (d *Dataplane) routineUnderlayReader() {
+func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 	defer d.wg.Done()
 	// Each read takes a large buffer (a UDP GRO read returns up to 64
 	// KiB); 32 of them hold up to about 1400 MTU-sized datagrams.
@@ -400,12 +399,12 @@ func (d *Dataplane) routineUnderlayReader() {
 	rx := make([]packet, 0, bs)
 	tx := make([]packet, 0, bs)
 	free := make([]uint32, 0, bs)
-	c := &d.ureader
+	c := &q.ureader
 	var dw *deviceWriter
 	var rw *underlayWriter
 	if d.direct {
-		dw = d.newDeviceWriter(&d.dwriter, 128)
-		rw = d.newUnderlayWriter(&d.uwriter, 16) // neighbour replies
+		dw = d.newDeviceWriter(q.dev, &q.dwriter, 128)
+		rw = d.newUnderlayWriter(q.send, &q.uwriter, 16) // neighbour replies
 	}
 	for {
 		n := d.bufs.getBatch(idx, true, d.done)
@@ -415,7 +414,7 @@ func (d *Dataplane) routineUnderlayReader() {
 		for i := range n {
 			msgs[i].Buf = d.bufs.buf(idx[i])[Headroom:]
 		}
-		k, err := d.conn.ReadBatch(msgs[:n])
+		k, err := q.recv.ReadBatch(msgs[:n])
 		if err != nil {
 			d.bufs.putBatch(idx[:n])
 			if isTransient(err) {
@@ -488,12 +487,12 @@ func (d *Dataplane) routineUnderlayReader() {
 			}
 			continue
 		}
-		if m := d.rxq.put(rx, d.done); m < len(rx) {
+		if m := q.rxq.put(rx, d.done); m < len(rx) {
 			d.dropQueued(rx[m:], c)
 			d.dropQueued(tx, c)
 			return
 		}
-		if m := d.txq.put(tx, d.done); m < len(tx) {
+		if m := q.txq.put(tx, d.done); m < len(tx) {
 			d.dropQueued(tx[m:], c)
 			return
 		}
@@ -523,13 +522,14 @@ func (d *Dataplane) ingress(id uint32, n int, p *Peer, tbl *Table, now int64, rx
 // deviceWriter is one goroutine's scratch state for writing to the device.
 type deviceWriter struct {
 	d    *Dataplane
+	dev  Device
 	c    *Counters
 	bufs [][]byte
 	idx  []uint32
 }
 
-func (d *Dataplane) newDeviceWriter(c *Counters, size int) *deviceWriter {
-	return &deviceWriter{d: d, c: c, bufs: make([][]byte, size), idx: make([]uint32, size)}
+func (d *Dataplane) newDeviceWriter(dev Device, c *Counters, size int) *deviceWriter {
+	return &deviceWriter{d: d, dev: dev, c: c, bufs: make([][]byte, size), idx: make([]uint32, size)}
 }
 
 // write hands ps (at most the writer's size) to the device and returns
@@ -557,7 +557,7 @@ func (w *deviceWriter) write(ps []packet) error {
 		ps[i].peer = nil
 	}
 	run.flush(false)
-	_, err := d.dev.Write(w.bufs[:n], Headroom)
+	_, err := w.dev.Write(w.bufs[:n], Headroom)
 	d.bufs.putBatch(w.idx[:n])
 	if err != nil {
 		if isClosed(err) {
@@ -586,38 +586,39 @@ func (w *deviceWriter) writeAll(ps []packet) error {
 	return nil
 }
 
-func (d *Dataplane) routineDeviceWriter() {
+func (d *Dataplane) routineDeviceWriter(q *queueSet) {
 	defer d.wg.Done()
 	const bs = 128
 	ps := make([]packet, bs)
-	w := d.newDeviceWriter(&d.dwriter, bs)
+	w := d.newDeviceWriter(q.dev, &q.dwriter, bs)
 	for {
-		n := d.rxq.get(ps, d.done)
+		n := q.rxq.get(ps, d.done)
 		if n == 0 || w.write(ps[:n]) != nil {
 			return
 		}
 	}
 }
 
-// Stats sums the stages' counters.
+// Stats sums the stages' counters over all queues.
 func (d *Dataplane) Stats() Stats {
+	dr, uw, ur, dw := d.sum(stageDeviceRead), d.sum(stageUnderlayWrite), d.sum(stageUnderlayRead), d.sum(stageDeviceWrite)
 	s := Stats{
-		EgressRxPackets:  d.egress.RxPackets.Load(),
-		EgressTxPackets:  d.uwriter.TxPackets.Load(),
-		EgressTxBytes:    d.uwriter.TxBytes.Load(),
-		IngressRxPackets: d.ureader.RxPackets.Load(),
-		IngressRxBytes:   d.ureader.RxBytes.Load(),
-		IngressTxPackets: d.dwriter.TxPackets.Load(),
+		EgressRxPackets:  dr.rxPackets,
+		EgressTxPackets:  uw.txPackets,
+		EgressTxBytes:    uw.txBytes,
+		IngressRxPackets: ur.rxPackets,
+		IngressRxBytes:   ur.rxBytes,
+		IngressTxPackets: dw.txPackets,
 		Drops:            map[string]uint64{},
-		DeviceReads:      d.egress.Batches.Load(),
-		UnderlayWrites:   d.uwriter.Batches.Load(),
-		UnderlayReads:    d.ureader.Batches.Load(),
-		DeviceWrites:     d.dwriter.Batches.Load(),
+		DeviceReads:      dr.batches,
+		UnderlayWrites:   uw.batches,
+		UnderlayReads:    ur.batches,
+		DeviceWrites:     dw.batches,
 	}
-	for _, c := range []*Counters{&d.egress, &d.uwriter, &d.ureader, &d.dwriter} {
-		for r := range NumDrops {
-			if v := c.Drops[r].Load(); v > 0 {
-				s.Drops[r.String()] += v
+	for _, c := range []*countersSnap{&dr, &uw, &ur, &dw} {
+		for r, v := range c.drops {
+			if v > 0 {
+				s.Drops[Drop(r).String()] += v
 			}
 		}
 	}

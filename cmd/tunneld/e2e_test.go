@@ -67,6 +67,7 @@ func TestTunneldPairs(t *testing.T) {
 		{name: "tun/gre-key-inner6", mode: "tun", encap: "  type: gre\n  key: 9\n  checksum: true\n", inner6: true, decode: expectGRE(layers.EthernetTypeIPv6, ptr(uint32(9)))},
 		{name: "tun/vxlan", mode: "tun", encap: "  type: vxlan\n  vni: 42\n"},
 		{name: "tun/vxlan-offload-off", mode: "tun", encap: "  type: vxlan\n  vni: 42\n", extra: "offload: off\n"},
+		{name: "tun/vxlan-1queue", mode: "tun", encap: "  type: vxlan\n  vni: 42\n", extra: "queues: 1\n"},
 		{name: "tun/vxlan-rings", mode: "tun", encap: "  type: vxlan\n  vni: 42\n", extra: "pipeline: rings\n"},
 		{name: "tap/gre-rings", mode: "tap", encap: "  type: gre\n", extra: "pipeline: rings\n"},
 		{name: "tun/ipudp", mode: "tun", encap: "  type: ipudp\n"},
