@@ -12,6 +12,14 @@
 // [Config.Marshal] writes the effective configuration back as YAML that
 // Parse reads into an equal Config.
 //
+// Three keys select how the configuration is carried out rather than what
+// is on the wire: encap.preset (a named set of defaults matching flannel or
+// Calico, see [Presets]; explicit keys override it, a contradicting type is
+// an error), backend (userspace, the default; kernel; auto) and peers_from
+// (config, the default; routes: also learn peers from the kernel routes on
+// the device, see package dataplane/routes). Resolving backend against the
+// running kernel is package dataplane/kernel's job.
+//
 // It does not touch the system: it creates no devices, opens no sockets and
 // resolves no names. A null value (`mtu:` or `mtu: ~`) means "not set" and
 // takes the default; to disable the metrics server write `listen: ""`.

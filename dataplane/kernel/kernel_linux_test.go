@@ -239,3 +239,31 @@ func TestApplyUnsupported(t *testing.T) {
 		t.Fatal("tunl0 exists after the failed Apply")
 	}
 }
+
+// TestApplyVXLANTap: in tap mode the link is plain L2 with a flood entry
+// per peer; ARP crosses it, so addresses on the links reach each other.
+func TestApplyVXLANTap(t *testing.T) {
+	if !Supported(config.EncapVXLAN, config.ModeTAP) {
+		t.Skip("this kernel has no vxlan link type")
+	}
+	p := topo.NewPair(t, topo.PairOptions{})
+	for _, side := range []struct {
+		ns          *topo.NS
+		self, other int
+	}{{p.A, 1, 2}, {p.B, 2, 1}} {
+		c, err := config.Parse("t.yaml", []byte(fmt.Sprintf(
+			"device: {name: vxl0, mode: tap, addresses: [10.200.0.%d/24]}\nencap: {type: vxlan, vni: 7}\nunderlay: {local: 10.99.0.%d}\npeers: [{remote: 10.99.0.%d}]\n",
+			side.self, side.self, side.other)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := ApplyWithOptions(c, Options{Namespace: netns.NsHandle(side.ns.Fd())})
+		if err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		t.Cleanup(func() { l.Close() })
+	}
+	if err := ping(p.A, "10.200.0.2"); err != nil {
+		t.Fatalf("ping across kernel vxlan in tap mode: %v", err)
+	}
+}
