@@ -6,7 +6,7 @@ PKGS     := ./...
 RACE_PKGS := ./ring/... ./dataplane/...
 FUZZTIME ?= 20s
 
-.PHONY: all build deps test vet fmt-check unit race fuzz bench demo clean help
+.PHONY: all build deps test vet fmt-check unit race fuzz bench demo soak clean help
 
 all: build
 
@@ -21,7 +21,7 @@ deps:
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...
 
 vet:
 	$(GO) vet $(PKGS)
@@ -43,6 +43,10 @@ bench:
 
 demo: deps build
 	@./scripts/demo.sh
+
+SOAK_DURATION ?= 600
+soak: deps build
+	@SOAK_DURATION=$(SOAK_DURATION) ./scripts/soak.sh
 
 clean:
 	rm -rf $(BIN) out

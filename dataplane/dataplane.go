@@ -128,9 +128,13 @@ func (d *Dataplane) closeAll() {
 }
 
 // PeersFromConfig turns the configured peers into table entries.
-func PeersFromConfig(cfg *config.Config) []*Peer {
-	peers := make([]*Peer, 0, len(cfg.Peers))
-	for _, p := range cfg.Peers {
+func PeersFromConfig(cfg *config.Config) []*Peer { return PeersOf(cfg.Peers) }
+
+// PeersOf turns config peers (static or learned from routes) into table
+// entries.
+func PeersOf(ps []config.Peer) []*Peer {
+	peers := make([]*Peer, 0, len(ps))
+	for _, p := range ps {
 		peers = append(peers, &Peer{Remote: p.Remote, Prefixes: p.Prefixes, MAC: p.MAC, StaticMAC: p.MACSet})
 	}
 	return peers
@@ -138,7 +142,12 @@ func PeersFromConfig(cfg *config.Config) []*Peer {
 
 // SetPeers installs a new peer table snapshot and routes for its prefixes.
 // A peer whose remote address was already known keeps its counters.
-func (d *Dataplane) SetPeers(peers []*Peer) error {
+func (d *Dataplane) SetPeers(peers []*Peer) error { return d.SetPeersRouted(peers, nil) }
+
+// SetPeersRouted is SetPeers for peers some of whose prefixes already have
+// kernel routes through the device (learned from routes a routing daemon
+// owns): routesOwned lists those, and the data plane leaves them alone.
+func (d *Dataplane) SetPeersRouted(peers []*Peer, routesOwned map[netip.Prefix]bool) error {
 	d.ctl.Lock()
 	defer d.ctl.Unlock()
 	if d.peerStats == nil {
@@ -156,7 +165,7 @@ func (d *Dataplane) SetPeers(peers []*Peer) error {
 	d.peerStats = keep
 	d.table.Store(NewTable(peers))
 	var err error
-	d.routes, err = syncRoutes(d.cfg, peers, d.routes)
+	d.routes, err = syncRoutes(d.cfg, peers, d.routes, routesOwned)
 	return err
 }
 

@@ -173,7 +173,7 @@ func configureLink(cfg *config.Config, existed bool) (func(), error) {
 // syncRoutes points the peers' prefixes that the device's own subnets do
 // not already cover at the device, and removes the routes it added before
 // for prefixes no peer has any more. It returns the routes now in place.
-func syncRoutes(cfg *config.Config, peers []*Peer, had map[netip.Prefix]bool) (map[netip.Prefix]bool, error) {
+func syncRoutes(cfg *config.Config, peers []*Peer, had, owned map[netip.Prefix]bool) (map[netip.Prefix]bool, error) {
 	link, err := netlink.LinkByName(cfg.Device.Name)
 	if err != nil {
 		return had, err
@@ -181,7 +181,7 @@ func syncRoutes(cfg *config.Config, peers []*Peer, had map[netip.Prefix]bool) (m
 	want := map[netip.Prefix]bool{}
 	for _, p := range peers {
 		for _, pfx := range p.Prefixes {
-			if !coveredByDevice(cfg, pfx) {
+			if !coveredByDevice(cfg, pfx) && !owned[pfx.Masked()] {
 				want[pfx.Masked()] = true
 			}
 		}

@@ -30,7 +30,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	tunneldBin = filepath.Join(dir, "tunneld")
-	out, err := exec.Command("go", "build", "-o", tunneldBin, ".").CombinedOutput()
+	build := exec.Command("go", "build", "-o", tunneldBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // privs.Drop needs a binary without cgo
+	out, err := build.CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build tunneld: %v\n%s", err, out)
 		os.RemoveAll(dir)

@@ -15,6 +15,8 @@ import (
 
 	"tunnelplane/dataplane"
 	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/privs"
+	"tunnelplane/dataplane/routes"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -58,84 +60,164 @@ func logLevel(s string) slog.Level {
 	return l
 }
 
+// service is one running tunneld: the backend, the sources of its peers
+// (the config file and, with peers_from: routes, the kernel's routes), and
+// the operator interfaces. Every change of peers happens on the goroutine
+// running loop, so the backend sees one writer.
+type service struct {
+	cfg     *config.Config
+	path    string
+	log     *slog.Logger
+	be      backend
+	dp      *dataplane.Dataplane // nil on the kernel backend
+	m       *metrics
+	learned []routes.Peer
+}
+
 func serve(cfg *config.Config, path string, log *slog.Logger, statsEvery time.Duration) int {
-	dp, err := dataplane.New(cfg, log)
+	be, dp, err := openBackend(cfg, log)
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1
 	}
-	dp.Start()
-	m := newMetrics(dp, cfg)
+	d := &service{cfg: cfg, path: path, log: log, be: be, dp: dp}
+	d.m = newMetrics(dp, cfg, be.Name())
 	if cfg.Metrics.Listen != "" {
-		srv, err := serveHTTP(cfg.Metrics.Listen, m.reg, log)
+		srv, err := serveHTTP(cfg.Metrics.Listen, d.m.reg, log)
 		if err != nil {
 			log.Error("metrics listener", "err", err)
-			dp.Close()
+			be.Close()
 			return 1
 		}
 		defer srv.Close()
 	}
-	log.Info("forwarding", "device", cfg.Device.Name, "mode", cfg.Device.Mode, "encap", cfg.Encap.Type,
-		"local", cfg.Underlay.Local, "mtu", cfg.Device.MTU, "peers", len(cfg.Peers), "version", version)
-
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	learnedc := make(chan []routes.Peer, 1)
+	watchErr := make(chan error, 1)
+	if cfg.PeersFrom == config.PeersFromRoutes {
+		go func() {
+			watchErr <- routes.Watch(ctx, cfg.Device.Name, func(ps []routes.Peer) {
+				select { // keep only the newest snapshot
+				case <-learnedc:
+				default:
+				}
+				learnedc <- ps
+			})
+		}()
+	}
+	dropPrivileges(log)
+	log.Info("forwarding", "backend", be.Name(), "device", cfg.Device.Name, "mode", cfg.Device.Mode, "encap", cfg.Encap.Type,
+		"local", cfg.Underlay.Local, "mtu", cfg.Device.MTU, "peers", len(cfg.Peers), "peers_from", cfg.PeersFrom, "version", version)
+	code := d.loop(statsEvery, learnedc, watchErr)
+	cancel()
+	be.Close()
+	if dp != nil {
+		logStats(log, dp)
+	}
+	return code
+}
+
+func (d *service) loop(statsEvery time.Duration, learnedc <-chan []routes.Peer, watchErr <-chan error) int {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	var tick <-chan time.Time
-	if statsEvery > 0 {
+	if statsEvery > 0 && d.dp != nil {
 		t := time.NewTicker(statsEvery)
 		defer t.Stop()
 		tick = t.C
 	}
-	code := 0
-loop:
 	for {
 		select {
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
-				if reload(dp, cfg, path, log) {
-					m.reloads.Inc()
+				if d.reload() {
+					d.m.reloads.Inc()
 				} else {
-					m.reloadFailures.Inc()
+					d.m.reloadFailures.Inc()
 				}
 				continue
 			}
-			log.Info("stopping", "signal", s.String())
-			break loop
-		case err := <-dp.Err():
-			log.Error("data plane failed", "err", err)
-			code = 1
-			break loop
+			d.log.Info("stopping", "signal", s.String())
+			return 0
+		case err := <-d.be.Err():
+			d.log.Error("data plane failed", "err", err)
+			return 1
+		case err := <-watchErr:
+			d.log.Error("route watcher stopped", "err", err)
+			return 1
+		case ps := <-learnedc:
+			d.learned = ps
+			if err := d.applyPeers(d.cfg); err != nil {
+				d.log.Error("peers from routes", "err", err)
+			}
 		case <-tick:
-			logStats(log, dp)
-		case <-ctx.Done():
-			break loop
+			logStats(d.log, d.dp)
 		}
 	}
-	dp.Close()
-	logStats(log, dp)
-	return code
+}
+
+// applyPeers gives the backend the configured peers plus, in route-driven
+// mode, the ones learned from kernel routes.
+func (d *service) applyPeers(cfg *config.Config) error {
+	peers := cfg.Peers
+	if cfg.PeersFrom == config.PeersFromRoutes {
+		var notes []string
+		peers, notes = routes.Merge(cfg, d.learned)
+		for _, n := range notes {
+			d.log.Warn("route-driven peer", "note", n)
+		}
+		d.log.Info("peers from routes", "learned", len(d.learned), "peers", len(peers))
+	}
+	d.m.peers.Set(float64(len(peers)))
+	var learned []routes.Peer
+	if cfg.PeersFrom == config.PeersFromRoutes {
+		learned = d.learned
+	}
+	return d.be.SetPeers(peers, learned)
 }
 
 // reload re-reads the config and applies a change of peers. Changes to
 // anything else need a restart; they are reported, and the running
 // configuration stays.
-func reload(dp *dataplane.Dataplane, cur *config.Config, path string, log *slog.Logger) bool {
-	next, err := config.Load(path)
+func (d *service) reload() bool {
+	next, err := config.Load(d.path)
 	if err != nil {
-		log.Error("reload rejected: keeping the running config", "err", err)
+		d.log.Error("reload rejected: keeping the running config", "err", err)
 		return false
 	}
-	if next.Device.Name != cur.Device.Name || next.Device.Mode != cur.Device.Mode || next.Encap != cur.Encap || next.Underlay != cur.Underlay {
-		log.Warn("reload: only peers change live; restart tunneld for device, encap or underlay changes")
+	cur := d.cfg
+	if next.Device.Name != cur.Device.Name || next.Device.Mode != cur.Device.Mode || next.Encap != cur.Encap ||
+		next.Underlay != cur.Underlay || next.Backend != cur.Backend || next.PeersFrom != cur.PeersFrom {
+		d.log.Warn("reload: only peers change live; restart tunneld for device, encap, underlay, backend or peers_from changes")
 	}
-	if err := dp.SetPeers(dataplane.PeersFromConfig(next)); err != nil {
-		log.Error("reload: routes", "err", err)
+	// Only the peers of the new file are taken; the rest stays as started.
+	applied := *cur
+	applied.Peers = next.Peers
+	if err := d.applyPeers(&applied); err != nil {
+		d.log.Error("reload: peers", "err", err)
 		return false
 	}
-	log.Info("reloaded", "peers", len(next.Peers))
+	d.cfg = &applied
+	d.log.Info("reloaded", "peers", len(next.Peers))
 	return true
+}
+
+// dropPrivileges keeps only CAP_NET_ADMIN and CAP_NET_RAW once the device
+// and sockets exist: enough for live peer changes and for removing the
+// device at exit, and nothing a compromised parser could use beyond that.
+func dropPrivileges(log *slog.Logger) {
+	if os.Geteuid() != 0 {
+		return
+	}
+	if err := privs.Drop(); err != nil {
+		log.Warn("could not drop capabilities; running with full root privileges", "err", err)
+		return
+	}
+	if c, err := privs.Current(); err == nil {
+		log.Info("capabilities dropped", "kept", privs.Format(c))
+	}
 }
 
 func logStats(log *slog.Logger, dp *dataplane.Dataplane) {

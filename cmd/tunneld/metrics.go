@@ -13,9 +13,11 @@ import (
 type metrics struct {
 	reg                     *prometheus.Registry
 	reloads, reloadFailures prometheus.Counter
+	peers                   prometheus.Gauge // only on the kernel backend; the data plane reports its own
 }
 
-func newMetrics(dp *dataplane.Dataplane, cfg *config.Config) *metrics {
+// newMetrics builds the registry; dp is nil on the kernel backend.
+func newMetrics(dp *dataplane.Dataplane, cfg *config.Config, backendName string) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{
@@ -28,14 +30,19 @@ func newMetrics(dp *dataplane.Dataplane, cfg *config.Config) *metrics {
 	backend := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tunneld_backend_info", Help: "The backend in use (always 1).",
 	}, []string{"backend", "encap", "device", "mode"})
-	backend.WithLabelValues("userspace", string(cfg.Encap.Type), cfg.Device.Name, string(cfg.Device.Mode)).Set(1)
+	backend.WithLabelValues(backendName, string(cfg.Encap.Type), cfg.Device.Name, string(cfg.Device.Mode)).Set(1)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tunneld_build_info", Help: "Build information (always 1).",
 	}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
+	m.peers = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tunneld_peers", Help: "Peers in the current table."})
 	m.reg.MustRegister(m.reloads, m.reloadFailures, backend, build,
-		dataplane.NewCollector(dp),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if dp != nil {
+		m.reg.MustRegister(dataplane.NewCollector(dp))
+	} else {
+		m.reg.MustRegister(m.peers)
+	}
 	return m
 }

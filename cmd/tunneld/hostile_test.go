@@ -1,0 +1,823 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"tunnelplane/bench/topo"
+	"tunnelplane/dataplane/config"
+)
+
+// The malformed-traffic test fires thousands of hand-built bad packets at
+// tunneld A's underlay address from namespace B while a checked TCP transfer
+// runs through the tunnel, and requires every bad packet to be counted under
+// exactly its drop reason (or, where the kernel legitimately swallows it
+// first, to show up in the kernel's own counters instead), nothing valid to
+// be lost, and tunneld to stay up.
+
+const hostileCount = 200 // packets (or fragment trains) sent per kind
+
+// Where a kind's packets must end up.
+const (
+	outKernel    = "(kernel)"    // dropped by A's kernel before any socket: no tunneld counter moves
+	outDelivered = "(delivered)" // decapsulated and delivered to A's overlay listener
+)
+
+// How a kind's packets leave namespace B.
+type sendVia int
+
+const (
+	viaRaw  sendVia = iota // whole IPv4 packets on an IPPROTO_RAW (IP_HDRINCL) socket
+	viaLink                // whole IPv4 packets in Ethernet frames on an AF_PACKET socket: the only way to send what IP_HDRINCL rewrites (header checksum, total length)
+	viaUDP                 // a UDP payload on an ordinary UDP socket (the kernel builds and fragments)
+	viaIP                  // an IP payload on a raw socket without IP_HDRINCL (the kernel builds and fragments)
+)
+
+type hostileKind struct {
+	name string
+	// out is the expected ingress drop reason, or outKernel / outDelivered.
+	out string
+	via sendVia
+	src netip.Addr // outer source for viaUDP / viaIP (default: B's underlay address)
+	// pkts returns the i-th unit to send: whole IPv4 packets (viaRaw,
+	// viaLink; several for a fragment train) or one payload (viaUDP, viaIP).
+	pkts func(i int) [][]byte
+	// snmp names a counter of A's /proc/net/snmp ("Ip.InHdrErrors") that
+	// must grow by at least hostileCount: the kernel's own record of what it
+	// did with the packets before tunneld could see them.
+	snmp string
+	why  string // shown in the table: why the outcome is what it is
+}
+
+type hostileRow struct {
+	kind            hostileKind
+	sent            int
+	counted         float64 // delta of the expected reason (or of all ingress drops for outKernel/outDelivered)
+	other           float64 // delta of all other ingress reasons
+	otherReasons    string
+	delivered, snmp int64
+}
+
+// TestMalformedTraffic: see the comment at hostileCount.
+func TestMalformedTraffic(t *testing.T) {
+	cases := []struct {
+		name, encap string
+		kinds       func(h *hostileEnv) []hostileKind
+	}{
+		{"vxlan", "  type: vxlan\n  vni: 42\n", vxlanKinds},
+		{"gre-key", "  type: gre\n  key: 7\n", greKinds},
+		{"ipip", "  type: ipip\n", ipipKinds},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := topo.NewPair(t, topo.PairOptions{Offloads: false})
+			h := newHostileEnv(t, p, tc.encap)
+			runHostile(t, h, tc.kinds(h))
+		})
+	}
+}
+
+// hostileEnv is a running pair of tunnelds plus B's raw senders.
+type hostileEnv struct {
+	p            *topo.Pair
+	d            *daemon // tunneld A
+	la, lb       netip.Addr
+	unknown      netip.Addr // a second address of B's veth, no peer of A
+	oa, ob       netip.Prefix
+	macA, macB   [6]byte
+	rawFD        int
+	linkFD       int
+	ifindexB     int
+	vethA, vethB net.HardwareAddr
+	arrivals     atomic.Int64 // datagrams that reached A's overlay listener (port 5300)
+	encap        string       // the encap: block of both configs
+}
+
+const overlayPort = 5300 // inner UDP destination of every crafted packet
+
+func newHostileEnv(t *testing.T, p *topo.Pair, encapBody string) *hostileEnv {
+	h := &hostileEnv{
+		p: p, la: p.AddrA.Addr(), lb: p.AddrB.Addr(), encap: encapBody,
+		unknown: netip.MustParseAddr("10.99.0.3"),
+		oa:      netip.MustParsePrefix("10.200.0.1/24"), ob: netip.MustParsePrefix("10.200.0.2/24"),
+	}
+	h.macA, h.macB = config.DefaultMAC(h.la), config.DefaultMAC(h.lb)
+	metricsOn := "metrics:\n  listen: 127.0.0.1:9109\n"
+	cfgA := strings.Replace(tunneldConfig("tun", encapBody, "", h.la, h.lb, h.oa, h.ob, "", ""), "metrics:\n  listen: \"\"\n", metricsOn, 1)
+	h.d = startTunneld(t, p.A, "tp0", cfgA)
+	startTunneld(t, p.B, "tp0", tunneldConfig("tun", encapBody, "", h.lb, h.la, h.ob, h.oa, "", ""))
+	if err := p.B.AddAddr(p.IfB, netip.PrefixFrom(h.unknown, 24)); err != nil {
+		t.Fatal(err)
+	}
+	ping(t, p.A, h.ob.Addr())
+
+	la, err := p.A.Handle().LinkByName(p.IfA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbk, err := p.B.Handle().LinkByName(p.IfB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.vethA, h.vethB, h.ifindexB = la.Attrs().HardwareAddr, lbk.Attrs().HardwareAddr, lbk.Attrs().Index
+	err = p.B.Do(func() error {
+		var err error
+		if h.rawFD, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW); err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(h.rawFD, unix.IPPROTO_IP, unix.IP_HDRINCL, 1); err != nil {
+			return err
+		}
+		// Protocol 0: send only, never receive.
+		h.linkFD, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("raw sockets in B: %v", err)
+	}
+	t.Cleanup(func() { unix.Close(h.rawFD); unix.Close(h.linkFD) })
+
+	_, pc := listenIn(t, p.A, "udp", netip.AddrPortFrom(h.oa.Addr(), overlayPort).String())
+	t.Cleanup(func() { pc.Close() })
+	// The oversize kinds put 200 reassembled 9 KB datagrams into this
+	// socket while TCP saturates both cores: with the default buffer a few
+	// overflow (Udp.RcvbufErrors), a loss of the test's, not tunneld's.
+	if rc, err := pc.(*net.UDPConn).SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20) })
+	}
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+			h.arrivals.Add(1)
+		}
+	}()
+	return h
+}
+
+// runHostile injects every kind while TCP transfers run A->B, then checks
+// the counters, the transfers and tunneld's health.
+func runHostile(t *testing.T, h *hostileEnv, kinds []hostileKind) {
+	stop := make(chan struct{})
+	resc := make(chan injectResult, 1)
+	go func() { resc <- h.inject(kinds, stop) }()
+	var res injectResult
+	finished := false
+	t.Cleanup(func() { // a failed transfer must not leave the injector running into the teardown
+		close(stop)
+		if !finished {
+			<-resc
+		}
+	})
+	transfers := 0
+	for !finished {
+		tcpTransfer(t, h.p.A, h.p.B, h.ob.Addr(), 4<<20)
+		transfers++
+		select {
+		case res = <-resc:
+			finished = true
+		default:
+		}
+	}
+	// Traffic still flows both ways after the storm.
+	tcpTransfer(t, h.p.B, h.p.A, h.oa.Addr(), 1<<20)
+	udpTransfer(t, h.p.A, h.p.B, h.ob.Addr(), 200)
+	if res.err != nil {
+		t.Fatalf("injection: %v", res.err)
+	}
+
+	select {
+	case err := <-h.d.done:
+		h.d.done <- err
+		t.Fatalf("tunneld A exited during the storm: %v", err)
+	default:
+	}
+	if body, err := httpGetIn(h.p.A, "/healthz"); err != nil || strings.TrimSpace(body) != "ok" {
+		t.Fatalf("/healthz: %q %v", body, err)
+	}
+
+	t.Logf("%d checked TCP transfers of 4 MiB A->B overlapped the injection", transfers)
+	t.Logf("%-40s %-16s %5s %8s %5s %6s  %s", "kind", "outcome", "sent", "counted", "other", "kernel", "why")
+	for _, r := range res.rows {
+		k := r.kind
+		snmp := "-"
+		if k.snmp != "" {
+			snmp = strconv.FormatInt(r.snmp, 10)
+		}
+		counted := strconv.FormatFloat(r.counted, 'f', -1, 64)
+		if k.out == outDelivered {
+			counted = strconv.FormatInt(r.delivered, 10) + "rx"
+		}
+		t.Logf("%-40s %-16s %5d %8s %5v %6s  %s", k.name, k.out, r.sent, counted, r.other, snmp, k.why)
+	}
+	for _, r := range res.rows {
+		k := r.kind
+		switch k.out {
+		case outKernel:
+			if r.counted != 0 {
+				t.Errorf("%s: the kernel should have dropped these, but tunneld counted %v ingress drops (%s)", k.name, r.counted, r.otherReasons)
+			}
+		case outDelivered:
+			if r.delivered != int64(r.sent) || r.counted != 0 {
+				t.Errorf("%s: %d of %d delivered, %v ingress drops (%s)", k.name, r.delivered, r.sent, r.counted, r.otherReasons)
+			}
+		default:
+			if r.counted != float64(r.sent) || r.other != 0 {
+				t.Errorf("%s: %s counted %v of %d; other reasons: %s", k.name, k.out, r.counted, r.sent, r.otherReasons)
+			}
+			if r.delivered != 0 {
+				t.Errorf("%s: %d of these reached A's overlay listener", k.name, r.delivered)
+			}
+		}
+		if k.snmp != "" && r.snmp < int64(r.sent) {
+			t.Errorf("%s: A's kernel counter %s grew by %d, want >= %d", k.name, k.snmp, r.snmp, r.sent)
+		}
+	}
+	// The exported counters agree with what the rows add up to (scraped
+	// with the shared helpers this time).
+	text := scrape(t, h.p.A)
+	for _, reason := range []string{"unknown_peer", "spoofed_inner"} {
+		var want float64
+		for _, r := range res.rows {
+			if r.kind.out == reason {
+				want += r.counted
+			}
+		}
+		if got := metricValue(t, text, "tunneld_drops_total", `reason="`+reason+`"`, `direction="ingress"`); got < want {
+			t.Errorf("tunneld_drops_total{reason=%q} = %v, want >= %v", reason, got, want)
+		}
+	}
+}
+
+type injectResult struct {
+	rows []hostileRow
+	err  error
+}
+
+// inject sends the kinds one after the other, each paced and followed by a
+// wait until tunneld's counters (or the kernel's) have settled, so that
+// each kind's delta is its own. It runs on its own goroutine: no t here.
+func (h *hostileEnv) inject(kinds []hostileKind, stop <-chan struct{}) injectResult {
+	var res injectResult
+	for _, k := range kinds {
+		select {
+		case <-stop:
+			res.err = fmt.Errorf("stopped")
+			return res
+		default:
+		}
+		before, err := h.dropsIn()
+		if err != nil {
+			res.err = err
+			return res
+		}
+		snmpBefore, err := snmpIn(h.p.A)
+		if err != nil {
+			res.err = err
+			return res
+		}
+		arrBefore := h.arrivals.Load()
+		if err := h.send(k); err != nil {
+			res.err = fmt.Errorf("%s: %w", k.name, err)
+			return res
+		}
+		// Settle: tunneld counts per batch; give it up to 5 s to reach the
+		// expected figure, then a little longer to catch any excess.
+		deadline := time.Now().Add(5 * time.Second)
+		var after map[string]float64
+		var snmpAfter map[string]int64
+		for {
+			if after, err = h.dropsIn(); err != nil {
+				res.err = err
+				return res
+			}
+			if snmpAfter, err = snmpIn(h.p.A); err != nil {
+				res.err = err
+				return res
+			}
+			var done bool
+			switch k.out {
+			case outKernel:
+				done = k.snmp == "" || snmpAfter[k.snmp]-snmpBefore[k.snmp] >= hostileCount
+			case outDelivered:
+				done = h.arrivals.Load()-arrBefore >= hostileCount
+			default:
+				done = after[k.out]-before[k.out] >= hostileCount
+			}
+			if done || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if after, err = h.dropsIn(); err != nil {
+			res.err = err
+			return res
+		}
+		if snmpAfter, err = snmpIn(h.p.A); err != nil {
+			res.err = err
+			return res
+		}
+		row := hostileRow{kind: k, sent: hostileCount, delivered: h.arrivals.Load() - arrBefore}
+		if k.snmp != "" {
+			row.snmp = snmpAfter[k.snmp] - snmpBefore[k.snmp]
+		}
+		var reasons []string
+		for r, v := range after {
+			d := v - before[r]
+			if d == 0 {
+				continue
+			}
+			if r == k.out {
+				row.counted = d
+				continue
+			}
+			if k.out == outKernel || k.out == outDelivered {
+				row.counted += d
+			} else {
+				row.other += d
+			}
+			reasons = append(reasons, fmt.Sprintf("%s+%v", r, d))
+		}
+		row.otherReasons = strings.Join(reasons, ",")
+		res.rows = append(res.rows, row)
+	}
+	return res
+}
+
+// send emits hostileCount units of k from namespace B, paced so that
+// neither B's nor A's socket buffers overflow (an overflow would be a loss
+// before tunneld, and the counts could not be exact).
+func (h *hostileEnv) send(k hostileKind) error {
+	src := k.src
+	if !src.IsValid() {
+		src = h.lb
+	}
+	var emit func([]byte) error
+	switch k.via {
+	case viaRaw:
+		to := &unix.SockaddrInet4{Addr: h.la.As4()}
+		emit = func(b []byte) error { return unix.Sendto(h.rawFD, b, 0, to) }
+	case viaLink:
+		to := &unix.SockaddrLinklayer{Protocol: htons16(unix.ETH_P_IP), Ifindex: h.ifindexB, Halen: 6}
+		copy(to.Addr[:], h.vethA)
+		emit = func(b []byte) error {
+			f := make([]byte, 0, 14+len(b))
+			f = append(append(append(f, h.vethA...), h.vethB...), 0x08, 0x00)
+			return unix.Sendto(h.linkFD, append(f, b...), 0, to)
+		}
+	case viaUDP, viaIP:
+		var fd int
+		err := h.p.B.Do(func() error {
+			var err error
+			if k.via == viaUDP {
+				fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+			} else {
+				fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, int(h.rawProto()))
+			}
+			if err != nil {
+				return err
+			}
+			return unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()})
+		})
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrInet4{Addr: h.la.As4()}
+		if k.via == viaUDP {
+			to.Port = 4789
+		}
+		emit = func(b []byte) error { return unix.Sendto(fd, b, 0, to) }
+	}
+	for i := range hostileCount {
+		for _, b := range k.pkts(i) {
+			if err := emit(b); err != nil {
+				return err
+			}
+		}
+		if i%10 == 9 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// rawProto is the IP protocol of the tunnel under test (for viaIP).
+func (h *hostileEnv) rawProto() byte {
+	switch {
+	case strings.Contains(h.encap, "gre"):
+		return 47
+	case strings.Contains(h.encap, "ipip"):
+		return 4
+	}
+	return 17
+}
+
+// dropsIn scrapes A's ingress drops by reason. Unlike scrape and
+// metricValue it reports errors instead of failing the test, because the
+// injector runs off the test goroutine.
+func (h *hostileEnv) dropsIn() (map[string]float64, error) {
+	text, err := httpGetIn(h.p.A, "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, "tunneld_drops_total{") || !strings.Contains(line, `direction="ingress"`) {
+			continue
+		}
+		_, rest, ok := strings.Cut(line, `reason="`)
+		if !ok {
+			continue
+		}
+		reason, _, _ := strings.Cut(rest, `"`)
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad metric line %q", line)
+		}
+		m[reason] += v
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("no tunneld_drops_total series in /metrics")
+	}
+	return m, nil
+}
+
+// httpGetIn fetches path from tunneld's metrics listener inside ns.
+func httpGetIn(ns *topo.NS, path string) (string, error) {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialIn(ns, ctx, network, addr)
+		},
+	}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("http://127.0.0.1:9109" + path)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// snmpIn reads ns's /proc/net/snmp as "Ip.InHdrErrors" -> value. The file
+// is read from the thread that has entered ns (/proc/self/net would show
+// the main thread's namespace).
+func snmpIn(ns *topo.NS) (map[string]int64, error) {
+	m := map[string]int64{}
+	err := ns.Do(func() error {
+		f, err := os.Open("/proc/thread-self/net/snmp")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		s := bufio.NewScanner(f)
+		var names []string
+		for s.Scan() {
+			fields := strings.Fields(s.Text())
+			if len(fields) < 2 {
+				continue
+			}
+			proto := strings.TrimSuffix(fields[0], ":")
+			if _, err := strconv.ParseInt(fields[1], 10, 64); err != nil {
+				names = fields[1:] // header line
+				continue
+			}
+			for i, v := range fields[1:] {
+				if i < len(names) {
+					n, _ := strconv.ParseInt(v, 10, 64)
+					m[proto+"."+names[i]] = n
+				}
+			}
+		}
+		return s.Err()
+	})
+	return m, err
+}
+
+func htons16(v uint16) uint16 { return v<<8 | v>>8 }
+
+// --- packet builders -------------------------------------------------------
+
+func csum16(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return ^uint16(s)
+}
+
+// ip4 describes an IPv4 header to build, with the defects to put in.
+type ip4 struct {
+	src, dst netip.Addr
+	proto    byte
+	id       uint16
+	frag     uint16 // flags and offset field as on the wire (0x2000 = MF)
+	options  int    // bytes of NOP options (multiple of 4)
+	badCsum  bool
+	version  byte // 0: 4
+}
+
+func (h ip4) build(payload []byte) []byte {
+	hl := 20 + h.options
+	b := make([]byte, hl+len(payload))
+	v := h.version
+	if v == 0 {
+		v = 4
+	}
+	b[0] = v<<4 | byte(hl/4)
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	binary.BigEndian.PutUint16(b[4:], h.id)
+	binary.BigEndian.PutUint16(b[6:], h.frag)
+	b[8] = 64
+	b[9] = h.proto
+	s, d := h.src.As4(), h.dst.As4()
+	copy(b[12:], s[:])
+	copy(b[16:], d[:])
+	for i := 20; i < hl; i++ {
+		b[i] = 1 // NOP
+	}
+	c := csum16(b[:hl])
+	if h.badCsum {
+		c ^= 0x5555
+	}
+	binary.BigEndian.PutUint16(b[10:], c)
+	copy(b[hl:], payload)
+	return b
+}
+
+// udp builds a UDP header (checksum 0: none, legal over IPv4) and payload.
+func udp(sport, dport uint16, payload []byte) []byte {
+	b := make([]byte, 8+len(payload))
+	binary.BigEndian.PutUint16(b[0:], sport)
+	binary.BigEndian.PutUint16(b[2:], dport)
+	binary.BigEndian.PutUint16(b[4:], uint16(len(b)))
+	copy(b[8:], payload)
+	return b
+}
+
+// innerUDP is a well-formed inner IPv4/UDP packet from src to A's overlay
+// listener with n payload bytes: it reaches the listener unless dropped.
+func (h *hostileEnv) innerUDP(src netip.Addr, n int) []byte {
+	pl := make([]byte, n)
+	for i := range pl {
+		pl[i] = 0x5A
+	}
+	return ip4{src: src, dst: h.oa.Addr(), proto: 17, id: 1}.build(udp(overlayPort, overlayPort, pl))
+}
+
+func (h *hostileEnv) good() []byte    { return h.innerUDP(h.ob.Addr(), 64) }
+func (h *hostileEnv) spoofed() []byte { return h.innerUDP(netip.MustParseAddr("10.200.0.77"), 64) }
+
+func cat(parts ...[]byte) []byte {
+	var b []byte
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
+}
+
+func eth(dst, src [6]byte, et uint16) []byte {
+	return cat(dst[:], src[:], []byte{byte(et >> 8), byte(et)})
+}
+
+func vxlanHdr(flags byte, vni uint32) []byte {
+	return []byte{flags, 0, 0, 0, byte(vni >> 16), byte(vni >> 8), byte(vni), 0}
+}
+
+// outer wraps an IP payload in an outer IPv4 header from src to A; id
+// varies per packet so that fragments of different units never mix.
+func (h *hostileEnv) outer(src netip.Addr, proto byte, i int, payload []byte) []byte {
+	return ip4{src: src, dst: h.la, proto: proto, id: uint16(1000 + i)}.build(payload)
+}
+
+// fragments splits an IP payload into two IPv4 fragments (the first
+// carrying 16 payload bytes, MF set).
+func (h *hostileEnv) fragments(proto byte, i int, payload []byte) [][]byte {
+	id := uint16(20000 + i)
+	f1 := ip4{src: h.lb, dst: h.la, proto: proto, id: id, frag: 0x2000}.build(payload[:16])
+	f2 := ip4{src: h.lb, dst: h.la, proto: proto, id: id, frag: 2}.build(payload[16:])
+	return [][]byte{f1, f2}
+}
+
+func one(b []byte) func(int) [][]byte { return func(int) [][]byte { return [][]byte{b} } }
+
+// truncatedIPv4 is the first 10 bytes of an IPv4 header.
+func truncatedIPv4() []byte { return []byte{0x45, 0, 0, 64, 0, 1, 0, 0, 64, 17} }
+
+// innerDefects are inner IPv4 packets that CheckInner must refuse.
+func (h *hostileEnv) innerDefects() (badVersion, badIHL, badTotal []byte) {
+	badVersion = h.good()
+	badVersion[0] = 0x65 // version 6 in a packet labelled IPv4
+	badIHL = h.good()
+	badIHL[0] = 0x43 // IHL 3 < 5
+	badTotal = h.good()
+	binary.BigEndian.PutUint16(badTotal[2:], 1400) // total length beyond the packet
+	return
+}
+
+// --- the kinds -------------------------------------------------------------
+
+const kernelFragNote = "the kernel reassembles before any socket sees a packet (ip_local_deliver); tunneld's fragment check cannot fire from the wire"
+
+func vxlanKinds(h *hostileEnv) []hostileKind {
+	vx := func(i int, payload []byte) []byte {
+		return h.outer(h.lb, 17, i, udp(uint16(40000+i%1000), 4789, payload))
+	}
+	raw := func(name, out string, payload []byte, why string) hostileKind {
+		return hostileKind{name: name, out: out, via: viaRaw, why: why,
+			pkts: func(i int) [][]byte { return [][]byte{vx(i, payload)} }}
+	}
+	okHdr := vxlanHdr(0x08, 42)
+	toUs := eth(h.macA, h.macB, 0x0800)
+	badVersion, badIHL, badTotal := h.innerDefects()
+	arp := func(tpa netip.Addr, n int) []byte {
+		a := []byte{0, 1, 8, 0, 6, 4, 0, 1}
+		a = append(a, h.macB[:]...)
+		ob := h.ob.Addr().As4()
+		a = append(a, ob[:]...)
+		a = append(a, 0, 0, 0, 0, 0, 0)
+		tp := tpa.As4()
+		a = append(a, tp[:]...)
+		return cat(vxlanHdr(0x08, 42), eth([6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, h.macB, 0x0806), a[:n])
+	}
+	big := h.innerUDP(h.ob.Addr(), 9000-8-14-20-8)
+	return []hostileKind{
+		raw("vxlan: 4-byte VXLAN header", "truncated", okHdr[:4], "DecapVXLAN: < 8 bytes"),
+		raw("vxlan: I flag clear", "bad_flags", cat(vxlanHdr(0x00, 42), toUs, h.good()), ""),
+		raw("vxlan: VNI 7 instead of 42", "bad_vni", cat(vxlanHdr(0x08, 7), toUs, h.good()), ""),
+		raw("vxlan: 6 bytes of inner Ethernet", "truncated", cat(okHdr, toUs[:6]), ""),
+		raw("vxlan: inner EtherType 0x88b5", "bad_ethertype", cat(okHdr, eth(h.macA, h.macB, 0x88b5), h.good()), ""),
+		raw("vxlan: inner IPv4 version nibble 6", "bad_inner", cat(okHdr, toUs, badVersion), ""),
+		raw("vxlan: inner IPv4 IHL 3", "bad_inner", cat(okHdr, toUs, badIHL), ""),
+		raw("vxlan: inner IPv4 total length > data", "bad_inner", cat(okHdr, toUs, badTotal), ""),
+		raw("vxlan: inner IPv4 header of 10 bytes", "truncated", cat(okHdr, toUs, truncatedIPv4()), ""),
+		raw("vxlan: inner dst MAC 02:00:00:00:99:99", "not_for_us", cat(okHdr, eth([6]byte{2, 0, 0, 0, 0x99, 0x99}, h.macB, 0x0800), h.good()), ""),
+		raw("vxlan: ARP request for 10.200.0.99", "not_for_us", arp(netip.MustParseAddr("10.200.0.99"), 28), ""),
+		raw("vxlan: ARP request cut at 20 bytes", "neigh_malformed", arp(h.oa.Addr(), 20), ""),
+		raw("vxlan: inner source 10.200.0.77", "spoofed_inner", cat(okHdr, toUs, h.spoofed()), "peer B owns 10.200.0.2/32 only"),
+		{name: "vxlan: valid, from 10.99.0.3 (no peer)", out: "unknown_peer", via: viaRaw,
+			pkts: func(i int) [][]byte {
+				return [][]byte{h.outer(h.unknown, 17, i, udp(40000, 4789, cat(okHdr, toUs, h.good())))}
+			}},
+		{name: "vxlan: bad outer IPv4 header checksum", out: outKernel, via: viaLink, snmp: "Ip.InHdrErrors",
+			why: "ip_rcv drops it (InHdrErrors); IP_HDRINCL would fix the checksum, so sent on AF_PACKET",
+			pkts: func(i int) [][]byte {
+				return [][]byte{ip4{src: h.lb, dst: h.la, proto: 17, id: uint16(i), badCsum: true}.build(udp(40000, 4789, cat(okHdr, toUs, h.good())))}
+			}},
+		{name: "vxlan: bad outer UDP checksum", out: outKernel, via: viaRaw, snmp: "Udp.InCsumErrors",
+			why: "the UDP socket discards it on receive (InCsumErrors)",
+			pkts: func(i int) [][]byte {
+				u := udp(40000, 4789, cat(okHdr, toUs, h.good()))
+				binary.BigEndian.PutUint16(u[6:], 0x1234)
+				return [][]byte{h.outer(h.lb, 17, i, u)}
+			}},
+		{name: "vxlan: outer first fragment only (MF)", out: outKernel, via: viaRaw, snmp: "Ip.ReasmReqds",
+			why: "waits in A's reassembly queue, then expires: " + kernelFragNote,
+			pkts: func(i int) [][]byte {
+				return h.fragments(17, i, udp(40000, 4789, cat(okHdr, toUs, h.spoofed())))[:1]
+			}},
+		{name: "vxlan: 2 outer fragments, spoofed inner", out: "spoofed_inner", via: viaRaw, snmp: "Ip.ReasmOKs",
+			why:  kernelFragNote,
+			pkts: func(i int) [][]byte { return h.fragments(17, i, udp(40000, 4789, cat(okHdr, toUs, h.spoofed()))) }},
+		{name: "vxlan: 9000-byte datagram (valid inner)", out: outDelivered, via: viaUDP, snmp: "Ip.ReasmOKs",
+			why:  "B fragments, A reassembles; the 8950-byte inner packet goes to the device whatever its MTU",
+			pkts: one(cat(okHdr, toUs, big))},
+		{name: "vxlan: 9000-byte datagram, VNI 7", out: "bad_vni", via: viaUDP, snmp: "Ip.ReasmOKs",
+			pkts: one(cat(vxlanHdr(0x08, 7), toUs, big))},
+	}
+}
+
+// greHdr builds a GRE header: flags byte 0 and 1, protocol, and the
+// optional checksum (computed over header and payload, then xored with
+// csumXor) and key.
+func greHdr(b0, b1 byte, proto uint16, key *uint32, csumXor uint16, payload []byte) []byte {
+	g := []byte{b0, b1, byte(proto >> 8), byte(proto)}
+	csumAt := -1
+	if b0&0x80 != 0 {
+		csumAt = len(g)
+		g = append(g, 0, 0, 0, 0)
+	}
+	if key != nil {
+		g = binary.BigEndian.AppendUint32(g, *key)
+	}
+	g = append(g, payload...)
+	if csumAt >= 0 {
+		binary.BigEndian.PutUint16(g[csumAt:], csum16(g)^csumXor)
+	}
+	return g
+}
+
+func greKinds(h *hostileEnv) []hostileKind {
+	key, wrong := uint32(7), uint32(8)
+	raw := func(name, out string, gre []byte, why string) hostileKind {
+		return hostileKind{name: name, out: out, via: viaRaw, why: why,
+			pkts: func(i int) [][]byte { return [][]byte{h.outer(h.lb, 47, i, gre)} }}
+	}
+	good := h.good()
+	badVersion, badIHL, badTotal := h.innerDefects()
+	big := h.innerUDP(h.ob.Addr(), 9000-8-20-8)
+	return []hostileKind{
+		raw("gre: 2-byte GRE header", "truncated", []byte{0x20, 0}, ""),
+		raw("gre: version 1", "bad_flags", greHdr(0x20, 0x01, 0x0800, &key, 0, good), ""),
+		raw("gre: routing bit", "bad_flags", greHdr(0x60, 0, 0x0800, &key, 0, good), ""),
+		raw("gre: K set, key field missing", "truncated", []byte{0x20, 0, 0x08, 0}, ""),
+		raw("gre: no key", "bad_key", greHdr(0x00, 0, 0x0800, nil, 0, good), ""),
+		raw("gre: key 8 instead of 7", "bad_key", greHdr(0x20, 0, 0x0800, &wrong, 0, good), ""),
+		raw("gre: bad GRE checksum (C bit)", "bad_checksum", greHdr(0xa0, 0, 0x0800, &key, 0x5555, good), ""),
+		raw("gre: protocol type 0x88b5", "bad_protocol", greHdr(0x20, 0, 0x88b5, &key, 0, good), ""),
+		raw("gre: 0x6558 (Ethernet) into TUN", "family", greHdr(0x20, 0, 0x6558, &key, 0, cat(eth(h.macA, h.macB, 0x0800), good)), "TEB needs mode tap"),
+		raw("gre: inner IPv4 header of 10 bytes", "truncated", greHdr(0x20, 0, 0x0800, &key, 0, truncatedIPv4()), ""),
+		raw("gre: inner IPv4 version nibble 6", "bad_inner", greHdr(0x20, 0, 0x0800, &key, 0, badVersion), ""),
+		raw("gre: inner IPv4 IHL 3", "bad_inner", greHdr(0x20, 0, 0x0800, &key, 0, badIHL), ""),
+		raw("gre: inner IPv4 total length > data", "bad_inner", greHdr(0x20, 0, 0x0800, &key, 0, badTotal), ""),
+		raw("gre: inner source 10.200.0.77", "spoofed_inner", greHdr(0x20, 0, 0x0800, &key, 0, h.spoofed()), ""),
+		raw("gre: good checksum+seq, spoofed inner", "spoofed_inner", greHdr(0xb0, 0, 0x0800, &key, 0, cat([]byte{0, 0, 0, 9}, h.spoofed())), "C/K/S all parsed; the seq word sits after the key"),
+		{name: "gre: outer IPv4 options (IHL 6), spoofed", out: "spoofed_inner", via: viaRaw, why: "outer IHL > 5 parsed",
+			pkts: func(i int) [][]byte {
+				return [][]byte{ip4{src: h.lb, dst: h.la, proto: 47, id: uint16(i), options: 4}.build(greHdr(0x20, 0, 0x0800, &key, 0, h.spoofed()))}
+			}},
+		{name: "gre: valid, from 10.99.0.3 (no peer)", out: "unknown_peer", via: viaRaw,
+			pkts: func(i int) [][]byte {
+				return [][]byte{h.outer(h.unknown, 47, i, greHdr(0x20, 0, 0x0800, &key, 0, good))}
+			}},
+		{name: "gre: bad outer IPv4 header checksum", out: outKernel, via: viaLink, snmp: "Ip.InHdrErrors",
+			why: "ip_rcv drops it (InHdrErrors); sent on AF_PACKET",
+			pkts: func(i int) [][]byte {
+				return [][]byte{ip4{src: h.lb, dst: h.la, proto: 47, id: uint16(i), badCsum: true}.build(greHdr(0x20, 0, 0x0800, &key, 0, good))}
+			}},
+		{name: "gre: outer version 5", out: outKernel, via: viaLink, snmp: "Ip.InHdrErrors",
+			why: "ip_rcv drops it: bad_version cannot fire from the wire",
+			pkts: func(i int) [][]byte {
+				return [][]byte{ip4{src: h.lb, dst: h.la, proto: 47, id: uint16(i), version: 5}.build(greHdr(0x20, 0, 0x0800, &key, 0, good))}
+			}},
+		{name: "gre: outer first fragment only (MF)", out: outKernel, via: viaRaw, snmp: "Ip.ReasmReqds",
+			why: "expires in A's reassembly queue: " + kernelFragNote,
+			pkts: func(i int) [][]byte {
+				return h.fragments(47, i, greHdr(0x20, 0, 0x0800, &key, 0, h.spoofed()))[:1]
+			}},
+		{name: "gre: 2 outer fragments, spoofed inner", out: "spoofed_inner", via: viaRaw, snmp: "Ip.ReasmOKs",
+			why:  kernelFragNote,
+			pkts: func(i int) [][]byte { return h.fragments(47, i, greHdr(0x20, 0, 0x0800, &key, 0, h.spoofed())) }},
+		{name: "gre: 9000-byte packet (valid inner)", out: outDelivered, via: viaIP, snmp: "Ip.ReasmOKs",
+			why:  "B fragments, A reassembles; delivered whatever the device MTU",
+			pkts: one(greHdr(0x20, 0, 0x0800, &key, 0, big))},
+		{name: "gre: 9000-byte packet, key 8", out: "bad_key", via: viaIP, snmp: "Ip.ReasmOKs",
+			pkts: one(greHdr(0x20, 0, 0x0800, &wrong, 0, big))},
+	}
+}
+
+func ipipKinds(h *hostileEnv) []hostileKind {
+	raw := func(name, out string, inner []byte, why string) hostileKind {
+		return hostileKind{name: name, out: out, via: viaRaw, why: why,
+			pkts: func(i int) [][]byte { return [][]byte{h.outer(h.lb, 4, i, inner)} }}
+	}
+	badVersion, badIHL, badTotal := h.innerDefects()
+	return []hostileKind{
+		raw("ipip: empty payload", "truncated", nil, ""),
+		raw("ipip: inner IPv4 header of 10 bytes", "truncated", truncatedIPv4(), ""),
+		raw("ipip: inner version nibble 6", "bad_inner", badVersion, ""),
+		raw("ipip: inner IPv4 IHL 3", "bad_inner", badIHL, ""),
+		raw("ipip: inner IPv4 total length > data", "bad_inner", badTotal, ""),
+		raw("ipip: inner source 10.200.0.77", "spoofed_inner", h.spoofed(), ""),
+		{name: "ipip: valid, from 10.99.0.3 (no peer)", out: "unknown_peer", via: viaRaw,
+			pkts: func(i int) [][]byte { return [][]byte{h.outer(h.unknown, 4, i, h.good())} }},
+		{name: "ipip: bad outer IPv4 header checksum", out: outKernel, via: viaLink, snmp: "Ip.InHdrErrors",
+			why: "ip_rcv drops it (InHdrErrors)",
+			pkts: func(i int) [][]byte {
+				return [][]byte{ip4{src: h.lb, dst: h.la, proto: 4, id: uint16(i), badCsum: true}.build(h.good())}
+			}},
+		{name: "ipip: 2 outer fragments, spoofed inner", out: "spoofed_inner", via: viaRaw, snmp: "Ip.ReasmOKs",
+			why:  kernelFragNote,
+			pkts: func(i int) [][]byte { return h.fragments(4, i, h.spoofed()) }},
+		{name: "ipip: 9000-byte packet (valid inner)", out: outDelivered, via: viaIP, snmp: "Ip.ReasmOKs",
+			why:  "B fragments, A reassembles; delivered whatever the device MTU",
+			pkts: one(h.innerUDP(h.ob.Addr(), 9000-20-20-8))},
+	}
+}
