@@ -63,6 +63,8 @@ type queueSet struct {
 	txq  *queue     // pipeline rings: encapsulated packets and replies -> underlay writer
 	rxq  *queue     // pipeline rings: decapsulated packets -> device writer
 
+	icmps []packet // egress: ICMP errors for the device, built during a batch
+
 	egress, uwriter, ureader, dwriter Counters
 }
 
@@ -160,6 +162,7 @@ func (d *Dataplane) SetPeersRouted(peers []*Peer, routesOwned map[netip.Prefix]b
 			st = new(PeerStats)
 		}
 		p.stats = st
+		p.pathMTU = d.pathMTU(p.Remote)
 		keep[p.Remote] = st
 	}
 	d.peerStats = keep

@@ -108,6 +108,8 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	if d.direct {
 		uw = d.newUnderlayWriter(q.send, &q.uwriter, bs)
 	}
+	var icmpCounters Counters                         // the ICMP writer's own, not part of the egress figures
+	iw := d.newDeviceWriter(q.dev, &icmpCounters, 16) // ICMP errors back to inner sources
 	for {
 		n := d.bufs.getBatch(idx, false, d.done)
 		if n == 0 {
@@ -142,15 +144,22 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 				continue
 			}
 			p, drop := d.classifyL3(b, off, end, tbl)
+			encOff := off
 			if drop == 0 {
-				off, drop = d.tun.encap(b, off, end, p)
+				encOff, drop = d.tun.encap(b, off, end, p)
 			}
 			if drop != 0 {
 				c.drop(drop)
 				free = append(free, idx[i])
 				continue
 			}
-			out = append(out, packet{idx: idx[i], off: int32(off), end: int32(end), peer: p})
+			out = d.emit(q, out, &free, b, idx[i], off, encOff, end, p)
+		}
+		if len(q.icmps) > 0 {
+			if iw.writeAll(q.icmps) != nil {
+				return
+			}
+			q.icmps = q.icmps[:0]
 		}
 		c.RxPackets.Add(uint64(k))
 		c.RxBytes.Add(rxBytes)
@@ -194,7 +203,7 @@ func (d *Dataplane) egressL2(q *queueSet, b []byte, off, end int, id uint32, tbl
 	if dst[0]&1 == 0 {
 		if p := tbl.LookupMAC(dst, now); p != nil {
 			no, _ := d.tun.encap(b, off, end, p)
-			return append(out, packet{idx: id, off: int32(no), end: int32(end), peer: p})
+			return d.emit(q, out, free, b, id, off, no, end, p)
 		}
 	}
 	if len(tbl.Peers) == 0 {
@@ -211,11 +220,24 @@ func (d *Dataplane) egressL2(q *queueSet, b []byte, off, end int, id uint32, tbl
 		cb := d.bufs.buf(cid)
 		n := copy(cb[Headroom:], b[off:end])
 		no, _ := d.tun.encap(cb, Headroom, Headroom+n, p)
-		out = append(out, packet{idx: cid, off: int32(no), end: int32(Headroom + n), peer: p})
+		out = d.emit(q, out, free, cb, cid, Headroom, no, Headroom+n, p)
 	}
 	p := tbl.Peers[0]
 	no, _ := d.tun.encap(b, off, end, p)
-	return append(out, packet{idx: id, off: int32(no), end: int32(end), peer: p})
+	return d.emit(q, out, free, b, id, off, no, end, p)
+}
+
+// emit queues the encapsulated packet b[encOff:end] (inner at innerOff) for
+// p, or drops it when it is too big for the path (see pmtu.go).
+func (d *Dataplane) emit(q *queueSet, out []packet, free *[]uint32, b []byte, id uint32, innerOff, encOff, end int, p *Peer) []packet {
+	send, big, icmps := d.checkSize(b, innerOff, encOff, end, p, q.icmps)
+	q.icmps = icmps
+	if !send {
+		q.egress.drop(DropTooBig)
+		*free = append(*free, id)
+		return out
+	}
+	return append(out, packet{idx: id, off: int32(encOff), end: int32(end), peer: p, big: big})
 }
 
 // dropQueued returns packets a stopping stage could not hand on.
@@ -325,7 +347,7 @@ func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message, c 
 		j := i + 1
 		if gso {
 			size, total := len(bufs[i]), len(bufs[i])
-			for j < len(ps) && j-i < maxGSOSegments && ps[j].peer == ps[i].peer &&
+			for !ps[i].big && j < len(ps) && !ps[j].big && j-i < maxGSOSegments && ps[j].peer == ps[i].peer &&
 				len(bufs[j]) <= size && total+len(bufs[j]) <= maxGSOBytes {
 				total += len(bufs[j])
 				j++

@@ -9,6 +9,7 @@ type packet struct {
 	idx      uint32
 	off, end int32
 	peer     *Peer // egress: destination peer; ingress: source peer
+	big      bool  // egress: larger than the path MTU; the kernel fragments it
 }
 
 // batchRing is what queue needs of ring.SPSC and ring.MPMC.

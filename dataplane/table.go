@@ -18,6 +18,7 @@ type Peer struct {
 	// a derived default.
 	StaticMAC bool
 	stats     *PeerStats // set by Dataplane.SetPeers; nil in bare tables
+	pathMTU   int        // set by Dataplane.SetPeers; 0 = unknown, no check
 }
 
 // Stats returns the peer's counters (nil outside a running data plane).
