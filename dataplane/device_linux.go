@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 
 	"github.com/songgao/water"
 	"github.com/vishvananda/netlink"
@@ -55,6 +56,7 @@ func (d *tapDevice) Write(bufs [][]byte, offset int) (int, error) {
 }
 
 func (d *tapDevice) BatchSize() int          { return 1 }
+func (d *tapDevice) file() *os.File          { f, _ := d.ifce.ReadWriteCloser.(*os.File); return f }
 func (d *tapDevice) Name() (string, error)   { return d.ifce.Name(), nil }
 func (d *tapDevice) Close() error            { return d.ifce.Close() }
 func (d *tapDevice) File() (*os.File, error) { return nil, errors.ErrUnsupported }
@@ -224,4 +226,44 @@ func prefixToIPNet(p netip.Prefix) *net.IPNet {
 		bits = 128
 	}
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}
+}
+
+// readProbe tells, without blocking, whether a device has a packet queued.
+type readProbe struct {
+	rc    syscall.RawConn
+	fds   [1]unix.PollFd
+	ready bool
+	fn    func(fd uintptr) // allocated once: a closure per call would escape
+}
+
+// newReadProbe returns a probe for dev, or nil when dev has no file to poll.
+func newReadProbe(dev Device) *readProbe {
+	var f *os.File
+	switch d := dev.(type) {
+	case tun.Device:
+		f = d.File()
+	case *tapDevice:
+		f = d.file()
+	}
+	if f == nil {
+		return nil
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	p := &readProbe{rc: rc}
+	p.fn = func(fd uintptr) {
+		p.fds[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+		n, err := unix.Poll(p.fds[:], 0)
+		p.ready = err == nil && n > 0 && p.fds[0].Revents&unix.POLLIN != 0
+	}
+	return p
+}
+
+func (p *readProbe) readable() bool {
+	if p.rc.Control(p.fn) != nil {
+		return false
+	}
+	return p.ready
 }

@@ -97,7 +97,15 @@ func (d *Dataplane) now() int64 { return int64(time.Since(d.start)) }
 
 func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	defer d.wg.Done()
-	bs := q.dev.BatchSize()
+	// A read returns one packet, or one TSO super-packet split into up to
+	// BatchSize segments. While the device has more queued, the reader
+	// keeps reading (drain) into the same batch, as long as a whole
+	// BatchSize of buffers is left for the next read, so that many small
+	// packets leave in one sendmmsg (and one UDP GSO train) instead of one
+	// system call each.
+	room := q.dev.BatchSize()
+	bs := 2 * max(room, 64)
+	probe := newReadProbe(q.dev)
 	idx := make([]uint32, bs)
 	bufs := make([][]byte, bs)
 	sizes := make([]int, bs)
@@ -129,6 +137,13 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 				d.fatal("device-reader", err)
 			}
 			return
+		}
+		for probe != nil && n-k >= room && probe.readable() {
+			k2, err := q.dev.Read(bufs[k:n], sizes[k:n], Headroom)
+			if err != nil || k2 == 0 {
+				break // the next blocking read reports it
+			}
+			k += k2
 		}
 		c.Batches.Add(1)
 		c.BatchSize.observe(k)
