@@ -19,6 +19,30 @@ import (
 // nothing to give, and all headers, iovecs and socket addresses are
 // allocated once per connection.
 
+// underlayReader and underlaySender are what the pipeline needs of an
+// underlay socket: BatchConn in production, fakes in the hot-path
+// benchmarks.
+type underlayReader interface {
+	ReadBatch([]Message) (int, error)
+}
+
+type underlaySender interface {
+	newBatchWriter(size int) batchWriter
+}
+
+// batchWriter is one goroutine's sending side.
+type batchWriter interface {
+	WriteBatch([]Message) (int, error)
+}
+
+var (
+	_ underlayReader = (*BatchConn)(nil)
+	_ underlaySender = (*BatchConn)(nil)
+	_ batchWriter    = (*BatchWriter)(nil)
+)
+
+func (c *BatchConn) newBatchWriter(size int) batchWriter { return c.NewWriter(size) }
+
 // Message is one datagram of a batch.
 type Message struct {
 	Buf []byte // read: where to receive; write: what to send

@@ -58,10 +58,10 @@ type Dataplane struct {
 type queueSet struct {
 	id   int
 	dev  Device
-	recv *BatchConn // underlay socket this queue reads; nil if another queue reads for it
-	send *BatchConn // underlay socket this queue's egress sends through
-	txq  *queue     // pipeline rings: encapsulated packets and replies -> underlay writer
-	rxq  *queue     // pipeline rings: decapsulated packets -> device writer
+	recv underlayReader // underlay socket this queue reads; nil if another queue reads for it
+	send underlaySender // underlay socket this queue's egress sends through
+	txq  *queue         // pipeline rings: encapsulated packets and replies -> underlay writer
+	rxq  *queue         // pipeline rings: decapsulated packets -> device writer
 
 	icmps []packet // egress: ICMP errors for the device, built during a batch
 
@@ -247,6 +247,7 @@ func (d *Dataplane) openUnderlay() error {
 	}
 	d.dport = cfg.Encap.Port
 	offload := cfg.Offload != "off"
+	var first *BatchConn
 	for _, q := range d.queues {
 		c, err := open(len(d.queues) > 1, d.dport)
 		if err != nil {
@@ -259,13 +260,17 @@ func (d *Dataplane) openUnderlay() error {
 			}
 		}
 		if len(d.queues) > 1 {
-			if q.send, err = open(false, 0); err != nil {
+			if c, err = open(false, 0); err != nil {
 				return err
 			}
+			q.send = c
+		}
+		if first == nil {
+			first = c
 		}
 	}
 	if offload {
-		d.gso.Store(d.queues[0].send.SupportsGSO())
+		d.gso.Store(first.SupportsGSO())
 	}
 	return nil
 }

@@ -30,6 +30,7 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -76,11 +77,21 @@ func (d *Dataplane) Close() error {
 	return nil
 }
 
+// fatal reports that a stage stopped on err. During shutdown it says
+// nothing: Close closes the files the stages block on. Otherwise a closed
+// file means it went away underneath us (the kernel answers EBADFD on the
+// queues of a deleted TUN device, which wireguard-go's tun reports as
+// os.ErrClosed).
 func (d *Dataplane) fatal(stage string, err error) {
 	select {
 	case <-d.done:
-		return // shutting down: errors from closed files are expected
+		return
 	default:
+	}
+	if isClosed(err) {
+		err = fmt.Errorf("%s: %w (device deleted, or socket closed, underneath tunneld)", stage, err)
+	} else {
+		err = fmt.Errorf("%s: %w", stage, err)
 	}
 	d.log.Error("pipeline stage stopped", "stage", stage, "err", err)
 	select {
@@ -133,9 +144,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 				c.drop(DropTooBig)
 				continue
 			}
-			if !isClosed(err) {
-				d.fatal("device-reader", err)
-			}
+			d.fatal("device-reader", err)
 			return
 		}
 		for probe != nil && n-k >= room && probe.readable() {
@@ -151,6 +160,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 		now := d.now()
 		out, free = out[:0], append(free[:0], idx[k:n]...)
 		var rxBytes uint64
+		last := lookupCache{} // per batch: the table may change between batches
 		for i := range k {
 			b, off, end := bufs[i], Headroom, Headroom+sizes[i]
 			rxBytes += uint64(sizes[i])
@@ -158,7 +168,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 				out = d.egressL2(q, b, off, end, idx[i], tbl, now, out, &free)
 				continue
 			}
-			p, drop := d.classifyL3(b, off, end, tbl)
+			p, drop := d.classifyL3(b, off, end, tbl, &last)
 			encOff := off
 			if drop == 0 {
 				encOff, drop = d.tun.encap(b, off, end, p)
@@ -171,7 +181,8 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 			out = d.emit(q, out, &free, b, idx[i], off, encOff, end, p)
 		}
 		if len(q.icmps) > 0 {
-			if iw.writeAll(q.icmps) != nil {
+			if err := iw.writeAll(q.icmps); err != nil {
+				d.fatal("device-writer", err)
 				return
 			}
 			q.icmps = q.icmps[:0]
@@ -180,7 +191,8 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 		c.RxBytes.Add(rxBytes)
 		d.bufs.putBatch(free)
 		if uw != nil {
-			if uw.writeAll(out) != nil {
+			if err := uw.writeAll(out); err != nil {
+				d.fatal("underlay-writer", err)
 				return
 			}
 		} else if m := q.txq.put(out, d.done); m < len(out) {
@@ -190,16 +202,28 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	}
 }
 
+// lookupCache remembers the last destination looked up in a batch: a
+// batch is mostly runs of one flow (a TSO super-packet's segments, a
+// drained burst), and comparing an address is far cheaper than a lookup.
+type lookupCache struct {
+	dst  netip.Addr
+	peer *Peer
+}
+
 // classifyL3 finds the peer for the inner IP packet b[off:end].
-func (d *Dataplane) classifyL3(b []byte, off, end int, tbl *Table) (*Peer, Drop) {
+func (d *Dataplane) classifyL3(b []byte, off, end int, tbl *Table, last *lookupCache) (*Peer, Drop) {
 	_, dst, ok := encap.InnerAddrs(b, off, end)
 	if !ok {
 		return nil, DropNotIP
+	}
+	if last.peer != nil && dst == last.dst {
+		return last.peer, 0
 	}
 	p := tbl.Lookup(dst)
 	if p == nil {
 		return nil, DropNoRoute
 	}
+	last.dst, last.peer = dst, p
 	return p, 0
 }
 
@@ -273,15 +297,15 @@ const maxGSOBytes = 65000
 // underlayWriter is one goroutine's scratch state for sending packets.
 type underlayWriter struct {
 	d    *Dataplane
-	w    *BatchWriter
+	w    batchWriter
 	c    *Counters
 	msgs []Message
 	idx  []uint32
 	bufs [][]byte // backing store for the messages' Bufs
 }
 
-func (d *Dataplane) newUnderlayWriter(conn *BatchConn, c *Counters, size int) *underlayWriter {
-	return &underlayWriter{d: d, w: conn.NewWriter(size), c: c,
+func (d *Dataplane) newUnderlayWriter(conn underlaySender, c *Counters, size int) *underlayWriter {
+	return &underlayWriter{d: d, w: conn.newBatchWriter(size), c: c,
 		msgs: make([]Message, size), idx: make([]uint32, size), bufs: make([][]byte, size)}
 }
 
@@ -341,7 +365,11 @@ func (d *Dataplane) routineUnderlayWriter(q *queueSet) {
 	u := d.newUnderlayWriter(q.send, &q.uwriter, bs)
 	for {
 		n := q.txq.get(ps, d.done)
-		if n == 0 || u.write(ps[:n]) != nil {
+		if n == 0 {
+			return
+		}
+		if err := u.write(ps[:n]); err != nil {
+			d.fatal("underlay-writer", err)
 			return
 		}
 	}
@@ -383,7 +411,7 @@ func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message, c 
 // sendMessages writes msgs, skipping (and counting) any datagram the
 // kernel refuses. A refusal of a GSO send with EIO means the path cannot
 // segment: GSO is turned off and the batch sent again without it.
-func (d *Dataplane) sendMessages(w *BatchWriter, msgs []Message, c *Counters) error {
+func (d *Dataplane) sendMessages(w batchWriter, msgs []Message, c *Counters) error {
 	for sent := 0; sent < len(msgs); {
 		k, err := w.WriteBatch(msgs[sent:])
 		sent += k
@@ -457,9 +485,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 			if isTransient(err) {
 				continue // an ICMP error about an earlier datagram; the socket is fine
 			}
-			if !isClosed(err) {
-				d.fatal("underlay-reader", err)
-			}
+			d.fatal("underlay-reader", err)
 			return
 		}
 		c.Batches.Add(1)
@@ -519,7 +545,12 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 		c.BatchSize.observe(int(rxPackets))
 		d.bufs.putBatch(free)
 		if dw != nil {
-			if dw.writeAll(rx) != nil || rw.writeAll(tx) != nil {
+			if err := dw.writeAll(rx); err != nil {
+				d.fatal("device-writer", err)
+				return
+			}
+			if err := rw.writeAll(tx); err != nil {
+				d.fatal("underlay-writer", err)
 				return
 			}
 			continue
@@ -630,7 +661,11 @@ func (d *Dataplane) routineDeviceWriter(q *queueSet) {
 	w := d.newDeviceWriter(q.dev, &q.dwriter, bs)
 	for {
 		n := q.rxq.get(ps, d.done)
-		if n == 0 || w.write(ps[:n]) != nil {
+		if n == 0 {
+			return
+		}
+		if err := w.write(ps[:n]); err != nil {
+			d.fatal("device-writer", err)
 			return
 		}
 	}
