@@ -117,3 +117,37 @@ func (b *buffers) getBatch(ids []uint32, large bool, done <-chan struct{}) int {
 	}
 	return n
 }
+
+// refill tops ids up to its full length from the pool (small or large),
+// ids[:held] being buffers the reader kept from its last batch. A reader
+// thus only takes from the pool what went out with the last batch, rather
+// than a whole batch each time. It reports false when done is closed (and
+// has then returned ids[:held] to the pool).
+func (b *buffers) refill(ids []uint32, held int, large bool, done <-chan struct{}) bool {
+	if held == len(ids) {
+		return true
+	}
+	if b.getBatch(ids[held:], large, done) == 0 {
+		b.putBatch(ids[:held])
+		return false
+	}
+	return true
+}
+
+// keep moves the buffers of a finished batch that the reader may use again
+// (the unused and the dropped ones of its own pool) to the front of ids and
+// returns how many; the others go back to their pool.
+func (b *buffers) keep(ids, free []uint32, large bool) int {
+	held := 0
+	back := free[:0]
+	for _, id := range free {
+		if (id&largeBit != 0) == large && held < len(ids) {
+			ids[held] = id
+			held++
+		} else {
+			back = append(back, id)
+		}
+	}
+	b.putBatch(back)
+	return held
+}

@@ -129,21 +129,23 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	}
 	var icmpCounters Counters                         // the ICMP writer's own, not part of the egress figures
 	iw := d.newDeviceWriter(q.dev, &icmpCounters, 16) // ICMP errors back to inner sources
+	held := 0                                         // idx[:held]: buffers kept from the last batch (unused or dropped)
 	for {
-		n := d.bufs.getBatch(idx, false, d.done)
-		if n == 0 {
+		if !d.bufs.refill(idx, held, false, d.done) {
 			return
 		}
+		n := len(idx)
 		for i := range n {
 			bufs[i] = d.bufs.buf(idx[i])
 		}
 		k, err := q.dev.Read(bufs[:n], sizes[:n], Headroom)
 		if err != nil && k == 0 {
-			d.bufs.putBatch(idx[:n])
+			held = n
 			if errors.Is(err, tun.ErrTooManySegments) {
 				c.drop(DropTooBig)
 				continue
 			}
+			d.bufs.putBatch(idx[:n])
 			d.fatal("device-reader", err)
 			return
 		}
@@ -189,7 +191,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 		}
 		c.RxPackets.Add(uint64(k))
 		c.RxBytes.Add(rxBytes)
-		d.bufs.putBatch(free)
+		held = d.bufs.keep(idx, free, false)
 		if uw != nil {
 			if err := uw.writeAll(out); err != nil {
 				d.fatal("underlay-writer", err)
@@ -471,20 +473,22 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 		dw = d.newDeviceWriter(q.dev, &q.dwriter, 128)
 		rw = d.newUnderlayWriter(q.send, &q.uwriter, 16) // neighbour replies
 	}
+	held := 0 // idx[:held]: large buffers kept from the last batch
 	for {
-		n := d.bufs.getBatch(idx, true, d.done)
-		if n == 0 {
+		if !d.bufs.refill(idx, held, true, d.done) {
 			return
 		}
+		n := len(idx)
 		for i := range n {
 			msgs[i].Buf = d.bufs.buf(idx[i])[Headroom:]
 		}
 		k, err := q.recv.ReadBatch(msgs[:n])
 		if err != nil {
-			d.bufs.putBatch(idx[:n])
+			held = n
 			if isTransient(err) {
 				continue // an ICMP error about an earlier datagram; the socket is fine
 			}
+			d.bufs.putBatch(idx[:n])
 			d.fatal("underlay-reader", err)
 			return
 		}
@@ -493,6 +497,8 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 		now := d.now()
 		rx, tx, free = rx[:0], tx[:0], append(free[:0], idx[k:n]...)
 		var rxPackets, rxBytes uint64
+		var lastFrom netip.Addr // per batch: consecutive datagrams mostly come from one peer
+		var lastPeer *Peer
 		for i := range k {
 			m := &msgs[i]
 			rxPackets++
@@ -507,7 +513,13 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 				free = append(free, idx[i])
 				continue
 			}
-			p := tbl.PeerByRemote(m.Addr.Addr())
+			p := lastPeer
+			if from := m.Addr.Addr(); p == nil || from != lastFrom {
+				p, lastFrom, lastPeer = tbl.PeerByRemote(from), from, nil
+				if p != nil {
+					lastPeer = p
+				}
+			}
 			if p == nil {
 				c.drop(DropUnknownPeer)
 				free = append(free, idx[i])
@@ -543,7 +555,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 		c.RxPackets.Add(rxPackets)
 		c.RxBytes.Add(rxBytes)
 		c.BatchSize.observe(int(rxPackets))
-		d.bufs.putBatch(free)
+		held = d.bufs.keep(idx, free, true)
 		if dw != nil {
 			if err := dw.writeAll(rx); err != nil {
 				d.fatal("device-writer", err)

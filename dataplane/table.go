@@ -28,9 +28,10 @@ func (p *Peer) Stats() *PeerStats { return p.stats }
 // data plane reads it through an atomic.Pointer and never locks; a change
 // builds a new Table and swaps the pointer.
 type Table struct {
-	Peers    []*Peer
-	byRemote map[netip.Addr]*Peer
-	routes   map[netip.Prefix]*Peer
+	Peers     []*Peer
+	byRemote  map[netip.Addr]*Peer
+	byRemote4 map[uint32]*Peer // the IPv4 remotes again, for the 32-bit map fast path
+	routes    map[netip.Prefix]*Peer
 	// Distinct prefix lengths per family, longest first: a lookup masks the
 	// address to each length and probes the map, so its cost grows with the
 	// number of distinct lengths, not with the number of prefixes.
@@ -49,16 +50,21 @@ type Table struct {
 // package checks duplicates and overlaps); later peers win on a clash.
 func NewTable(peers []*Peer) *Table {
 	t := &Table{
-		Peers:    peers,
-		byRemote: make(map[netip.Addr]*Peer, len(peers)),
-		routes:   make(map[netip.Prefix]*Peer),
-		static:   make(map[[6]byte]*Peer),
-		FDB:      NewFDB(4096),
+		Peers:     peers,
+		byRemote:  make(map[netip.Addr]*Peer, len(peers)),
+		byRemote4: make(map[uint32]*Peer, len(peers)),
+		routes:    make(map[netip.Prefix]*Peer),
+		static:    make(map[[6]byte]*Peer),
+		FDB:       NewFDB(4096),
 	}
 	seen4, seen6 := map[int]bool{}, map[int]bool{}
 	for i, p := range peers {
 		p.Index = i
 		t.byRemote[p.Remote.Unmap()] = p
+		if r := p.Remote.Unmap(); r.Is4() {
+			a4 := r.As4()
+			t.byRemote4[binary.BigEndian.Uint32(a4[:])] = p
+		}
 		if p.StaticMAC {
 			t.static[p.MAC] = p
 		}
@@ -111,7 +117,13 @@ func (t *Table) Lookup(dst netip.Addr) *Peer {
 }
 
 // PeerByRemote returns the peer whose underlay address is a, or nil.
-func (t *Table) PeerByRemote(a netip.Addr) *Peer { return t.byRemote[a.Unmap()] }
+func (t *Table) PeerByRemote(a netip.Addr) *Peer {
+	if a.Is4() {
+		a4 := a.As4()
+		return t.byRemote4[binary.BigEndian.Uint32(a4[:])]
+	}
+	return t.byRemote[a.Unmap()]
+}
 
 // Allowed reports whether p may send packets with inner source src: like
 // WireGuard's allowed IPs, src must route back to p.
