@@ -38,11 +38,20 @@ const (
 )
 
 func newBuffers(packetSize int) *buffers {
+	return newBuffersN(packetSize, smallBuffers, largeBuffers)
+}
+
+func newBuffersN(packetSize, small, large int) *buffers {
 	return &buffers{
-		small: ring.NewPool(smallBuffers, Headroom+(packetSize+63)&^63),
-		large: ring.NewPool(largeBuffers, largeSize),
+		small: ring.NewPool(small, Headroom+(packetSize+63)&^63),
+		large: ring.NewPool(large, largeSize),
 	}
 }
+
+// batchFor caps a reader's batch at half a pool, so that a reader never
+// waits for more buffers than the pool can give while the other stages
+// hold some (a small pool then means small batches, not a deadlock).
+func batchFor(want int, p *ring.Pool) int { return max(1, min(want, p.Cap()/2)) }
 
 func (b *buffers) buf(id uint32) []byte {
 	if id&largeBit != 0 {

@@ -72,6 +72,7 @@ func (f *fakeDevice) Close() error          { return nil }
 // counted per segment).
 type fakeConn struct {
 	dgram []byte
+	segs  int // > 1: each read returns segs copies back to back, as a UDP GRO read
 	from  netip.AddrPort
 	left  int
 	sent  atomic.Int64
@@ -85,6 +86,10 @@ func (f *fakeConn) ReadBatch(ms []Message) (int, error) {
 	for i := range n {
 		ms[i].N = copy(ms[i].Buf, f.dgram)
 		ms[i].Addr, ms[i].GSOSize, ms[i].Trunc = f.from, 0, false
+		for s := 1; s < f.segs; s++ {
+			ms[i].N += copy(ms[i].Buf[ms[i].N:], f.dgram)
+			ms[i].GSOSize = len(f.dgram)
+		}
 	}
 	f.left -= n
 	return n, nil
@@ -120,7 +125,7 @@ func newTestDataplane(tb testing.TB, pipeline string, dev Device, conn *fakeConn
 		direct: pipeline != "rings", dport: cfg.Encap.Port,
 	}
 	d.gso.Store(true)
-	d.bufs = newBuffers(cfg.Underlay.MTU + 64)
+	d.bufs = newBuffersN(cfg.Underlay.MTU+64, testPoolSmall, testPoolLarge)
 	q := &queueSet{dev: dev, recv: conn, send: conn,
 		txq: newQueue(ring.NewMPMC[packet](ringSize)), rxq: newQueue(ring.NewSPSC[packet](ringSize))}
 	d.queues = []*queueSet{q}
@@ -131,6 +136,9 @@ func newTestDataplane(tb testing.TB, pipeline string, dev Device, conn *fakeConn
 	d.table.Store(NewTable(peers))
 	return d, q
 }
+
+// Pool sizes for newTestDataplane; a test may shrink them.
+var testPoolSmall, testPoolLarge = smallBuffers, largeBuffers
 
 // innerPacket is an IPv4/UDP packet with a 64-byte payload from src to dst.
 func innerPacket(src, dst string) []byte {
@@ -258,3 +266,58 @@ func BenchmarkEgressDirect(b *testing.B)  { benchmarkPath(b, "direct", true) }
 func BenchmarkEgressRings(b *testing.B)   { benchmarkPath(b, "rings", true) }
 func BenchmarkIngressDirect(b *testing.B) { benchmarkPath(b, "direct", false) }
 func BenchmarkIngressRings(b *testing.B)  { benchmarkPath(b, "rings", false) }
+
+// TestTinyPool: with a pool far smaller than a batch, the pipeline neither
+// deadlocks nor loses track of buffers; where it cannot get one (splitting
+// a UDP GRO read), it drops and counts the packet.
+func TestTinyPool(t *testing.T) {
+	testPoolSmall, testPoolLarge = 8, 4
+	defer func() { testPoolSmall, testPoolLarge = smallBuffers, largeBuffers }()
+	for _, pipeline := range []string{"direct", "rings"} {
+		t.Run(pipeline, func(t *testing.T) {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				d, conn := runEgress(t, pipeline, 5000)
+				if conn.sent.Load() != 5000 {
+					t.Errorf("egress sent %d of 5000", conn.sent.Load())
+				}
+				checkPools(t, d)
+			}()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("egress with a tiny pool did not finish: deadlock")
+			}
+		})
+	}
+	// Ingress: each read is a GRO train of 16 datagrams; splitting needs
+	// 15 small buffers and there are 8.
+	dev := &fakeDevice{}
+	conn := &fakeConn{dgram: vxlanDatagram(innerPacket("10.200.0.2", "10.200.0.1")), segs: 16,
+		from: netip.MustParseAddrPort("10.99.0.2:4789"), left: 200}
+	d, q := newTestDataplane(t, "direct", dev, conn)
+	d.wg.Add(1)
+	finished := make(chan struct{})
+	go func() { d.routineUnderlayReader(q); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(20 * time.Second):
+		t.Fatal("ingress with a tiny pool did not finish: deadlock")
+	}
+	close(d.done)
+	d.wg.Wait()
+	s := d.Stats()
+	exhausted := s.Drops["pool_exhausted"]
+	if exhausted == 0 || uint64(dev.written.Load())+exhausted != 200*16 || s.IngressRxPackets != 200*16 {
+		t.Fatalf("written %d + pool_exhausted %d != %d (rx %d)", dev.written.Load(), exhausted, 200*16, s.IngressRxPackets)
+	}
+	checkPools(t, d)
+}
+
+func checkPools(t *testing.T, d *Dataplane) {
+	t.Helper()
+	if d.bufs.small.Free() != d.bufs.small.Cap() || d.bufs.large.Free() != d.bufs.large.Cap() {
+		t.Errorf("buffers leaked: small %d/%d large %d/%d", d.bufs.small.Free(), d.bufs.small.Cap(), d.bufs.large.Free(), d.bufs.large.Cap())
+	}
+}

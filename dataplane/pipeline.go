@@ -115,7 +115,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	// packets leave in one sendmmsg (and one UDP GSO train) instead of one
 	// system call each.
 	room := q.dev.BatchSize()
-	bs := 2 * max(room, 64)
+	bs := batchFor(2*max(room, 64), d.bufs.small)
 	probe := newReadProbe(q.dev)
 	idx := make([]uint32, bs)
 	bufs := make([][]byte, bs)
@@ -455,7 +455,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 	defer d.wg.Done()
 	// Each read takes a large buffer (a UDP GRO read returns up to 64
 	// KiB); 32 of them hold up to about 1400 MTU-sized datagrams.
-	const bs = 32
+	bs := batchFor(32, d.bufs.large)
 	type segment struct {
 		id uint32
 		n  int
