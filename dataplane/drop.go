@@ -194,3 +194,29 @@ func (d *Dataplane) sum(st stage) countersSnap {
 	}
 	return s
 }
+
+// Stats sums the stages' counters over all queues.
+func (d *Dataplane) Stats() Stats {
+	dr, uw, ur, dw := d.sum(stageDeviceRead), d.sum(stageUnderlayWrite), d.sum(stageUnderlayRead), d.sum(stageDeviceWrite)
+	s := Stats{
+		EgressRxPackets:  dr.rxPackets,
+		EgressTxPackets:  uw.txPackets,
+		EgressTxBytes:    uw.txBytes,
+		IngressRxPackets: ur.rxPackets,
+		IngressRxBytes:   ur.rxBytes,
+		IngressTxPackets: dw.txPackets,
+		Drops:            map[string]uint64{},
+		DeviceReads:      dr.batches,
+		UnderlayWrites:   uw.batches,
+		UnderlayReads:    ur.batches,
+		DeviceWrites:     dw.batches,
+	}
+	for _, c := range []*countersSnap{&dr, &uw, &ur, &dw} {
+		for r, v := range c.drops {
+			if v > 0 {
+				s.Drops[Drop(r).String()] += v
+			}
+		}
+	}
+	return s
+}

@@ -166,7 +166,7 @@ func runEgress(tb testing.TB, pipeline string, n int) (*Dataplane, *fakeConn) {
 	d, q := newTestDataplane(tb, pipeline, dev, conn)
 	if !d.direct {
 		d.wg.Add(1)
-		go d.routineUnderlayWriter(q)
+		go d.routineWriter("underlay-writer", q.txq, d.newUnderlayWriter(q.send, &q.uwriter, 128))
 	}
 	d.wg.Add(1)
 	d.routineDeviceReader(q)
@@ -185,7 +185,7 @@ func runIngress(tb testing.TB, pipeline string, n int) (*Dataplane, *fakeDevice)
 	d, q := newTestDataplane(tb, pipeline, dev, conn)
 	if !d.direct {
 		d.wg.Add(1)
-		go d.routineDeviceWriter(q)
+		go d.routineWriter("device-writer", q.rxq, d.newDeviceWriter(q.dev, &q.dwriter, 128))
 	}
 	d.wg.Add(1)
 	d.routineUnderlayReader(q)

@@ -11,8 +11,8 @@ package dataplane
 //
 // rings: the readers hand packets to writer goroutines through lock-free rings
 //
-//	egress:  routineDeviceReader ──▶ txq (MPMC) ──▶ routineUnderlayWriter ──sendmmsg──▶
-//	ingress: routineUnderlayReader ──▶ rxq (SPSC) ──▶ routineDeviceWriter ──Write──▶
+//	egress:  routineDeviceReader ──▶ txq (MPMC) ──▶ routineWriter(underlayWriter) ──sendmmsg──▶
+//	ingress: routineUnderlayReader ──▶ rxq (SPSC) ──▶ routineWriter(deviceWriter) ──Write──▶
 //	                                └─ replies ──▶ txq
 //
 // Why direct is the default: iperf3, one TCP stream through VXLAN between
@@ -36,7 +36,6 @@ import (
 	"os"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"tunnelplane/encap"
@@ -47,8 +46,8 @@ func (d *Dataplane) Start() {
 	for _, q := range d.queues {
 		if !d.direct {
 			d.wg.Add(2)
-			go d.routineUnderlayWriter(q)
-			go d.routineDeviceWriter(q)
+			go d.routineWriter("underlay-writer", q.txq, d.newUnderlayWriter(q.send, &q.uwriter, 128))
+			go d.routineWriter("device-writer", q.rxq, d.newDeviceWriter(q.dev, &q.dwriter, 128))
 		}
 		d.wg.Add(1)
 		go d.routineDeviceReader(q)
@@ -183,7 +182,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 			out = d.emit(q, out, &free, b, idx[i], off, encOff, end, p)
 		}
 		if len(q.icmps) > 0 {
-			if err := iw.writeAll(q.icmps); err != nil {
+			if err := d.writeAll(iw, q.icmps); err != nil {
 				d.fatal("device-writer", err)
 				return
 			}
@@ -193,7 +192,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 		c.RxBytes.Add(rxBytes)
 		held = d.bufs.keep(idx, free, false)
 		if uw != nil {
-			if err := uw.writeAll(out); err != nil {
+			if err := d.writeAll(uw, out); err != nil {
 				d.fatal("underlay-writer", err)
 				return
 			}
@@ -287,168 +286,6 @@ func (d *Dataplane) dropQueued(ps []packet, c *Counters) {
 		c.drop(DropRingFull)
 		d.bufs.put(p.idx)
 	}
-}
-
-// maxGSOSegments is the most datagrams one UDP_SEGMENT send may carry
-// (UDP_MAX_SEGMENTS in older kernels; newer ones allow 128).
-const maxGSOSegments = 64
-
-// maxGSOBytes keeps a GSO send within one IP packet's 16-bit length.
-const maxGSOBytes = 65000
-
-// underlayWriter is one goroutine's scratch state for sending packets.
-type underlayWriter struct {
-	d    *Dataplane
-	w    batchWriter
-	c    *Counters
-	msgs []Message
-	idx  []uint32
-	bufs [][]byte // backing store for the messages' Bufs
-}
-
-func (d *Dataplane) newUnderlayWriter(conn underlaySender, c *Counters, size int) *underlayWriter {
-	return &underlayWriter{d: d, w: conn.newBatchWriter(size), c: c,
-		msgs: make([]Message, size), idx: make([]uint32, size), bufs: make([][]byte, size)}
-}
-
-// write sends ps (at most the writer's size) and returns their buffers to
-// the pool. It fails only when the socket is closed.
-func (u *underlayWriter) write(ps []packet) error {
-	d, c := u.d, u.c
-	n := len(ps)
-	if n == 0 {
-		return nil
-	}
-	c.Batches.Add(1)
-	c.BatchSize.observe(n)
-	var bytes uint64
-	var run peerRun
-	for i := range ps {
-		p := &ps[i]
-		u.bufs[i] = d.bufs.buf(p.idx)[p.off:p.end]
-		u.idx[i] = p.idx
-		bytes += uint64(p.end - p.off)
-		run.add(p.peer, int(p.end-p.off), true)
-	}
-	run.flush(true)
-	nm := d.buildMessages(ps, u.bufs[:n], u.msgs, c)
-	for i := range ps {
-		ps[i].peer = nil
-	}
-	err := d.sendMessages(u.w, u.msgs[:nm], c)
-	if err == nil {
-		c.TxPackets.Add(uint64(n))
-		c.TxBytes.Add(bytes)
-	}
-	d.bufs.putBatch(u.idx[:n])
-	return err
-}
-
-// writeAll sends ps in chunks of the writer's size.
-func (u *underlayWriter) writeAll(ps []packet) error {
-	for len(ps) > 0 {
-		n := min(len(ps), len(u.msgs))
-		if err := u.write(ps[:n]); err != nil {
-			ps = ps[n:]
-			for _, p := range ps {
-				u.d.bufs.put(p.idx)
-			}
-			return err
-		}
-		ps = ps[n:]
-	}
-	return nil
-}
-
-func (d *Dataplane) routineUnderlayWriter(q *queueSet) {
-	defer d.wg.Done()
-	const bs = 128
-	ps := make([]packet, bs)
-	u := d.newUnderlayWriter(q.send, &q.uwriter, bs)
-	for {
-		n := q.txq.get(ps, d.done)
-		if n == 0 {
-			return
-		}
-		if err := u.write(ps[:n]); err != nil {
-			d.fatal("underlay-writer", err)
-			return
-		}
-	}
-}
-
-// buildMessages turns packets into datagram messages. With UDP GSO, runs
-// of packets to the same peer whose sizes are equal (the last of a run may
-// be shorter) become one message the kernel segments: one trip through
-// the UDP/IP stack for up to maxGSOSegments datagrams.
-func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message, c *Counters) int {
-	gso := d.gso.Load()
-	nm := 0
-	for i := 0; i < len(ps); {
-		m := &msgs[nm]
-		nm++
-		m.Addr = netip.AddrPortFrom(ps[i].peer.Remote, d.dport)
-		m.Buf, m.Bufs, m.GSOSize = bufs[i], nil, 0
-		j := i + 1
-		if gso {
-			size, total := len(bufs[i]), len(bufs[i])
-			for !ps[i].big && j < len(ps) && !ps[j].big && j-i < maxGSOSegments && ps[j].peer == ps[i].peer &&
-				len(bufs[j]) <= size && total+len(bufs[j]) <= maxGSOBytes {
-				total += len(bufs[j])
-				j++
-				if len(bufs[j-1]) < size {
-					break // a shorter datagram ends the run
-				}
-			}
-			if j-i > 1 {
-				m.Bufs, m.GSOSize = bufs[i:j], size
-			}
-		}
-		c.Segments.observe(j - i)
-		i = j
-	}
-	return nm
-}
-
-// sendMessages writes msgs, skipping (and counting) any datagram the
-// kernel refuses. A refusal of a GSO send with EIO means the path cannot
-// segment: GSO is turned off and the batch sent again without it.
-func (d *Dataplane) sendMessages(w batchWriter, msgs []Message, c *Counters) error {
-	for sent := 0; sent < len(msgs); {
-		k, err := w.WriteBatch(msgs[sent:])
-		sent += k
-		if err == nil {
-			continue
-		}
-		if isClosed(err) {
-			return err
-		}
-		if m := &msgs[sent]; m.GSOSize > 0 && errors.Is(err, unix.EIO) && d.gso.CompareAndSwap(true, false) {
-			d.log.Warn("UDP GSO refused by the kernel; sending datagrams one by one", "err", err)
-		}
-		m := &msgs[sent]
-		if m.GSOSize > 0 && !d.gso.Load() {
-			// Resend this run as single datagrams.
-			for _, b := range m.Bufs {
-				single := [1]Message{{Buf: b, Addr: m.Addr}}
-				if _, err := w.WriteBatch(single[:]); err != nil {
-					if isClosed(err) {
-						return err
-					}
-					c.drop(DropUnderlayWrite)
-				}
-			}
-		} else {
-			c.drop(DropUnderlayWrite)
-			if m.Bufs != nil {
-				for range m.Bufs[1:] {
-					c.drop(DropUnderlayWrite)
-				}
-			}
-		}
-		sent++
-	}
-	return nil
 }
 
 func (d *Dataplane) routineUnderlayReader(q *queueSet) {
@@ -557,11 +394,11 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 		c.BatchSize.observe(int(rxPackets))
 		held = d.bufs.keep(idx, free, true)
 		if dw != nil {
-			if err := dw.writeAll(rx); err != nil {
+			if err := d.writeAll(dw, rx); err != nil {
 				d.fatal("device-writer", err)
 				return
 			}
-			if err := rw.writeAll(tx); err != nil {
+			if err := d.writeAll(rw, tx); err != nil {
 				d.fatal("underlay-writer", err)
 				return
 			}
@@ -597,114 +434,4 @@ func (d *Dataplane) ingress(id uint32, n int, p *Peer, tbl *Table, now int64, rx
 		free = append(free, id)
 	}
 	return rx, tx, free
-}
-
-// deviceWriter is one goroutine's scratch state for writing to the device.
-type deviceWriter struct {
-	d    *Dataplane
-	dev  Device
-	c    *Counters
-	bufs [][]byte
-	idx  []uint32
-}
-
-func (d *Dataplane) newDeviceWriter(dev Device, c *Counters, size int) *deviceWriter {
-	return &deviceWriter{d: d, dev: dev, c: c, bufs: make([][]byte, size), idx: make([]uint32, size)}
-}
-
-// write hands ps (at most the writer's size) to the device and returns
-// their buffers to the pool. It fails only when the device is closed.
-func (w *deviceWriter) write(ps []packet) error {
-	d, c := w.d, w.c
-	n := len(ps)
-	if n == 0 {
-		return nil
-	}
-	c.Batches.Add(1)
-	c.BatchSize.observe(n)
-	var bytes uint64
-	var run peerRun
-	for i := range ps {
-		p := &ps[i]
-		run.add(p.peer, int(p.end-p.off), false)
-		// Every packet must sit at the same offset for Write, and a
-		// decapsulated one starts wherever its outer headers ended: slice
-		// each buffer so that the packet begins Headroom bytes into its
-		// slice.
-		w.bufs[i] = d.bufs.buf(p.idx)[int(p.off)-Headroom : p.end]
-		w.idx[i] = p.idx
-		bytes += uint64(p.end - p.off)
-		ps[i].peer = nil
-	}
-	run.flush(false)
-	_, err := w.dev.Write(w.bufs[:n], Headroom)
-	d.bufs.putBatch(w.idx[:n])
-	if err != nil {
-		if isClosed(err) {
-			return err
-		}
-		c.drop(DropDeviceWrite)
-		return nil
-	}
-	c.TxPackets.Add(uint64(n))
-	c.TxBytes.Add(bytes)
-	return nil
-}
-
-// writeAll writes ps in chunks of the writer's size.
-func (w *deviceWriter) writeAll(ps []packet) error {
-	for len(ps) > 0 {
-		n := min(len(ps), len(w.bufs))
-		if err := w.write(ps[:n]); err != nil {
-			for _, p := range ps[n:] {
-				w.d.bufs.put(p.idx)
-			}
-			return err
-		}
-		ps = ps[n:]
-	}
-	return nil
-}
-
-func (d *Dataplane) routineDeviceWriter(q *queueSet) {
-	defer d.wg.Done()
-	const bs = 128
-	ps := make([]packet, bs)
-	w := d.newDeviceWriter(q.dev, &q.dwriter, bs)
-	for {
-		n := q.rxq.get(ps, d.done)
-		if n == 0 {
-			return
-		}
-		if err := w.write(ps[:n]); err != nil {
-			d.fatal("device-writer", err)
-			return
-		}
-	}
-}
-
-// Stats sums the stages' counters over all queues.
-func (d *Dataplane) Stats() Stats {
-	dr, uw, ur, dw := d.sum(stageDeviceRead), d.sum(stageUnderlayWrite), d.sum(stageUnderlayRead), d.sum(stageDeviceWrite)
-	s := Stats{
-		EgressRxPackets:  dr.rxPackets,
-		EgressTxPackets:  uw.txPackets,
-		EgressTxBytes:    uw.txBytes,
-		IngressRxPackets: ur.rxPackets,
-		IngressRxBytes:   ur.rxBytes,
-		IngressTxPackets: dw.txPackets,
-		Drops:            map[string]uint64{},
-		DeviceReads:      dr.batches,
-		UnderlayWrites:   uw.batches,
-		UnderlayReads:    ur.batches,
-		DeviceWrites:     dw.batches,
-	}
-	for _, c := range []*countersSnap{&dr, &uw, &ur, &dw} {
-		for r, v := range c.drops {
-			if v > 0 {
-				s.Drops[Drop(r).String()] += v
-			}
-		}
-	}
-	return s
 }

@@ -1,0 +1,238 @@
+package dataplane
+
+import (
+	"errors"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
+
+// packetWriter is the writing end of a stage: it takes a batch of packets
+// (at most size()), writes them, and returns their buffers to the pool.
+type packetWriter interface {
+	write(ps []packet) error
+	size() int
+}
+
+var (
+	_ packetWriter = (*underlayWriter)(nil)
+	_ packetWriter = (*deviceWriter)(nil)
+)
+
+// writeAll writes ps in chunks of the writer's size. On an error (only a
+// closed file) it returns the buffers of what it did not write.
+func (d *Dataplane) writeAll(w packetWriter, ps []packet) error {
+	for len(ps) > 0 {
+		n := min(len(ps), w.size())
+		if err := w.write(ps[:n]); err != nil {
+			for _, p := range ps[n:] {
+				d.bufs.put(p.idx)
+			}
+			return err
+		}
+		ps = ps[n:]
+	}
+	return nil
+}
+
+// routineWriter is a writer goroutine of pipeline: rings: it drains one
+// queue into one writer until the data plane stops.
+func (d *Dataplane) routineWriter(stage string, from *queue, w packetWriter) {
+	defer d.wg.Done()
+	ps := make([]packet, w.size())
+	for {
+		n := from.get(ps, d.done)
+		if n == 0 {
+			return
+		}
+		if err := w.write(ps[:n]); err != nil {
+			d.fatal(stage, err)
+			return
+		}
+	}
+}
+
+// maxGSOSegments is the most datagrams one UDP_SEGMENT send may carry
+// (UDP_MAX_SEGMENTS in older kernels; newer ones allow 128).
+const maxGSOSegments = 64
+
+// maxGSOBytes keeps a GSO send within one IP packet's 16-bit length.
+const maxGSOBytes = 65000
+
+// underlayWriter is one goroutine's scratch state for sending packets.
+type underlayWriter struct {
+	d    *Dataplane
+	w    batchWriter
+	c    *Counters
+	msgs []Message
+	idx  []uint32
+	bufs [][]byte // backing store for the messages' Bufs
+}
+
+func (d *Dataplane) newUnderlayWriter(conn underlaySender, c *Counters, size int) *underlayWriter {
+	return &underlayWriter{d: d, w: conn.newBatchWriter(size), c: c,
+		msgs: make([]Message, size), idx: make([]uint32, size), bufs: make([][]byte, size)}
+}
+
+// write sends ps (at most the writer's size) and returns their buffers to
+// the pool. It fails only when the socket is closed.
+func (u *underlayWriter) write(ps []packet) error {
+	d, c := u.d, u.c
+	n := len(ps)
+	if n == 0 {
+		return nil
+	}
+	c.Batches.Add(1)
+	c.BatchSize.observe(n)
+	var bytes uint64
+	var run peerRun
+	for i := range ps {
+		p := &ps[i]
+		u.bufs[i] = d.bufs.buf(p.idx)[p.off:p.end]
+		u.idx[i] = p.idx
+		bytes += uint64(p.end - p.off)
+		run.add(p.peer, int(p.end-p.off), true)
+	}
+	run.flush(true)
+	nm := d.buildMessages(ps, u.bufs[:n], u.msgs, c)
+	for i := range ps {
+		ps[i].peer = nil
+	}
+	err := d.sendMessages(u.w, u.msgs[:nm], c)
+	if err == nil {
+		c.TxPackets.Add(uint64(n))
+		c.TxBytes.Add(bytes)
+	}
+	d.bufs.putBatch(u.idx[:n])
+	return err
+}
+
+// buildMessages turns packets into datagram messages. With UDP GSO, runs
+// of packets to the same peer whose sizes are equal (the last of a run may
+// be shorter) become one message the kernel segments: one trip through
+// the UDP/IP stack for up to maxGSOSegments datagrams.
+func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message, c *Counters) int {
+	gso := d.gso.Load()
+	nm := 0
+	for i := 0; i < len(ps); {
+		m := &msgs[nm]
+		nm++
+		m.Addr = netip.AddrPortFrom(ps[i].peer.Remote, d.dport)
+		m.Buf, m.Bufs, m.GSOSize = bufs[i], nil, 0
+		j := i + 1
+		if gso {
+			size, total := len(bufs[i]), len(bufs[i])
+			for !ps[i].big && j < len(ps) && !ps[j].big && j-i < maxGSOSegments && ps[j].peer == ps[i].peer &&
+				len(bufs[j]) <= size && total+len(bufs[j]) <= maxGSOBytes {
+				total += len(bufs[j])
+				j++
+				if len(bufs[j-1]) < size {
+					break // a shorter datagram ends the run
+				}
+			}
+			if j-i > 1 {
+				m.Bufs, m.GSOSize = bufs[i:j], size
+			}
+		}
+		c.Segments.observe(j - i)
+		i = j
+	}
+	return nm
+}
+
+// sendMessages writes msgs, skipping (and counting) any datagram the
+// kernel refuses. A refusal of a GSO send with EIO means the path cannot
+// segment: GSO is turned off and the batch sent again without it.
+func (d *Dataplane) sendMessages(w batchWriter, msgs []Message, c *Counters) error {
+	for sent := 0; sent < len(msgs); {
+		k, err := w.WriteBatch(msgs[sent:])
+		sent += k
+		if err == nil {
+			continue
+		}
+		if isClosed(err) {
+			return err
+		}
+		if m := &msgs[sent]; m.GSOSize > 0 && errors.Is(err, unix.EIO) && d.gso.CompareAndSwap(true, false) {
+			d.log.Warn("UDP GSO refused by the kernel; sending datagrams one by one", "err", err)
+		}
+		m := &msgs[sent]
+		if m.GSOSize > 0 && !d.gso.Load() {
+			// Resend this run as single datagrams.
+			for _, b := range m.Bufs {
+				single := [1]Message{{Buf: b, Addr: m.Addr}}
+				if _, err := w.WriteBatch(single[:]); err != nil {
+					if isClosed(err) {
+						return err
+					}
+					c.drop(DropUnderlayWrite)
+				}
+			}
+		} else {
+			c.drop(DropUnderlayWrite)
+			if m.Bufs != nil {
+				for range m.Bufs[1:] {
+					c.drop(DropUnderlayWrite)
+				}
+			}
+		}
+		sent++
+	}
+	return nil
+}
+
+func (u *underlayWriter) size() int { return len(u.msgs) }
+
+// deviceWriter is one goroutine's scratch state for writing to the device.
+type deviceWriter struct {
+	d    *Dataplane
+	dev  Device
+	c    *Counters
+	bufs [][]byte
+	idx  []uint32
+}
+
+func (d *Dataplane) newDeviceWriter(dev Device, c *Counters, size int) *deviceWriter {
+	return &deviceWriter{d: d, dev: dev, c: c, bufs: make([][]byte, size), idx: make([]uint32, size)}
+}
+
+// write hands ps (at most the writer's size) to the device and returns
+// their buffers to the pool. It fails only when the device is closed.
+func (w *deviceWriter) write(ps []packet) error {
+	d, c := w.d, w.c
+	n := len(ps)
+	if n == 0 {
+		return nil
+	}
+	c.Batches.Add(1)
+	c.BatchSize.observe(n)
+	var bytes uint64
+	var run peerRun
+	for i := range ps {
+		p := &ps[i]
+		run.add(p.peer, int(p.end-p.off), false)
+		// Every packet must sit at the same offset for Write, and a
+		// decapsulated one starts wherever its outer headers ended: slice
+		// each buffer so that the packet begins Headroom bytes into its
+		// slice.
+		w.bufs[i] = d.bufs.buf(p.idx)[int(p.off)-Headroom : p.end]
+		w.idx[i] = p.idx
+		bytes += uint64(p.end - p.off)
+		ps[i].peer = nil
+	}
+	run.flush(false)
+	_, err := w.dev.Write(w.bufs[:n], Headroom)
+	d.bufs.putBatch(w.idx[:n])
+	if err != nil {
+		if isClosed(err) {
+			return err
+		}
+		c.drop(DropDeviceWrite)
+		return nil
+	}
+	c.TxPackets.Add(uint64(n))
+	c.TxBytes.Add(bytes)
+	return nil
+}
+
+func (w *deviceWriter) size() int { return len(w.bufs) }
