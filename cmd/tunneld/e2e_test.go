@@ -23,6 +23,9 @@ type e2eCase struct {
 	inner6  bool   // overlay addresses are IPv6
 	extra   string // extra top-level YAML
 	decode  func(t *testing.T, frames []topo.Frame)
+	// vethOffloads leaves the underlay veth offloads on: the UDP GSO
+	// trains then cross the veth uncut and arrive as one GRO read.
+	vethOffloads bool
 }
 
 func (c e2eCase) overlay() (a, b netip.Prefix) {
@@ -67,6 +70,10 @@ func TestTunneldPairs(t *testing.T) {
 		{name: "tun/gre-key-inner6", mode: "tun", encap: "  type: gre\n  key: 9\n  checksum: true\n", inner6: true, decode: expectGRE(layers.EthernetTypeIPv6, ptr(uint32(9)))},
 		{name: "tun/vxlan", mode: "tun", encap: "  type: vxlan\n  vni: 42\n"},
 		{name: "tun/vxlan-offload-off", mode: "tun", encap: "  type: vxlan\n  vni: 42\n", extra: "offload: off\n"},
+		{name: "tun/vxlan-veth-offloads-on", mode: "tun", encap: "  type: vxlan\n  vni: 42\n", vethOffloads: true},
+		{name: "tun/ipudp-veth-offloads-on", mode: "tun", encap: "  type: ipudp\n", vethOffloads: true},
+		{name: "tun/gre-offload-off", mode: "tun", encap: "  type: gre\n  key: 7\n", extra: "offload: off\n"},
+		{name: "tap/vxlan-offload-off", mode: "tap", encap: "  type: vxlan\n  vni: 42\n", extra: "offload: off\n"},
 		{name: "tun/vxlan-1queue", mode: "tun", encap: "  type: vxlan\n  vni: 42\n", extra: "queues: 1\n"},
 		{name: "tun/vxlan-rings", mode: "tun", encap: "  type: vxlan\n  vni: 42\n", extra: "pipeline: rings\n"},
 		{name: "tap/gre-rings", mode: "tap", encap: "  type: gre\n", extra: "pipeline: rings\n"},
@@ -77,7 +84,7 @@ func TestTunneldPairs(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := topo.NewPair(t, topo.PairOptions{IPv6: tc.v6under})
+			p := topo.NewPair(t, topo.PairOptions{IPv6: tc.v6under, Offloads: tc.vethOffloads})
 			la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 			if tc.v6under {
 				la, lb = p.AddrA6.Addr(), p.AddrB6.Addr()
