@@ -330,7 +330,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 			return
 		}
 		c.Batches.Add(1)
-		tbl := d.table.Load()
+		tbl := &batchView{Table: d.table.Load()}
 		now := d.now()
 		rx, tx, free = rx[:0], tx[:0], append(free[:0], idx[k:n]...)
 		var rxPackets, rxBytes uint64
@@ -418,7 +418,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 
 // ingress decapsulates one datagram of n bytes at Headroom in buffer id
 // from peer p and sorts it to the device, back to the peer, or the drop.
-func (d *Dataplane) ingress(id uint32, n int, p *Peer, tbl *Table, now int64, rx, tx []packet, free []uint32, c *Counters) ([]packet, []packet, []uint32) {
+func (d *Dataplane) ingress(id uint32, n int, p *Peer, tbl *batchView, now int64, rx, tx []packet, free []uint32, c *Counters) ([]packet, []packet, []uint32) {
 	b := d.bufs.buf(id)
 	off, end, v, drop := d.tun.decap(b, Headroom, Headroom+n, p, tbl, now)
 	switch v {

@@ -117,7 +117,7 @@ const (
 // decap validates and strips the tunnel headers of the datagram b[off:end]
 // that came from peer p. In TUN mode it also checks that the inner source
 // belongs to p; in TAP mode it learns the inner source MAC.
-func (t *tunnel) decap(b []byte, off, end int, p *Peer, tbl *Table, now int64) (innerOff, innerEnd int, v verdict, d Drop) {
+func (t *tunnel) decap(b []byte, off, end int, p *Peer, tbl *batchView, now int64) (innerOff, innerEnd int, v verdict, d Drop) {
 	var r encap.DropReason
 	switch t.kind {
 	case config.EncapVXLAN:
@@ -177,12 +177,12 @@ func (t *tunnel) decap(b []byte, off, end int, p *Peer, tbl *Table, now int64) (
 	return t.checkInnerSource(b, innerOff, innerEnd, p, tbl)
 }
 
-func (t *tunnel) checkInnerSource(b []byte, off, end int, p *Peer, tbl *Table) (int, int, verdict, Drop) {
+func (t *tunnel) checkInnerSource(b []byte, off, end int, p *Peer, tbl *batchView) (int, int, verdict, Drop) {
 	src, _, ok := encap.InnerAddrs(b, off, end)
 	if !ok {
 		return 0, 0, drop, Drop(encap.DropBadInner)
 	}
-	if !tbl.Allowed(p, src) {
+	if !tbl.allowed(p, src) {
 		return 0, 0, drop, DropSpoofedInner
 	}
 	return off, end, toDevice, 0
@@ -191,7 +191,7 @@ func (t *tunnel) checkInnerSource(b []byte, off, end int, p *Peer, tbl *Table) (
 // vxlanTUNIngress handles the inner Ethernet frame b[off:end] in TUN mode:
 // IP goes to the device without its Ethernet header, ARP requests and
 // neighbour solicitations for our addresses are answered in place.
-func (t *tunnel) vxlanTUNIngress(b []byte, off, end int, p *Peer, tbl *Table) (int, int, verdict, Drop) {
+func (t *tunnel) vxlanTUNIngress(b []byte, off, end int, p *Peer, tbl *batchView) (int, int, verdict, Drop) {
 	dst, _, et, payOff, r := encap.ParseEthernet(b, off, end)
 	if r != encap.OK {
 		return 0, 0, drop, Drop(r)
@@ -239,7 +239,7 @@ func (t *tunnel) answer(b []byte, off, end int) (int, int, verdict, Drop) {
 // l2Ingress learns the source MAC of a frame from peer p (TAP mode): a MAC
 // is bound only to the peer it arrived from, so a peer cannot claim MACs
 // for another peer's traffic beyond its own frames.
-func (t *tunnel) l2Ingress(b []byte, off, end int, p *Peer, tbl *Table, now int64) (int, int, verdict, Drop) {
+func (t *tunnel) l2Ingress(b []byte, off, end int, p *Peer, tbl *batchView, now int64) (int, int, verdict, Drop) {
 	_, src, _, _, r := encap.ParseEthernet(b, off, end)
 	if r != encap.OK {
 		return 0, 0, drop, Drop(r)
@@ -256,3 +256,19 @@ func (t *tunnel) l2Ingress(b []byte, off, end int, p *Peer, tbl *Table, now int6
 // encapReply puts the tunnel header back in front of a neighbour reply
 // built in place at b[off:] (only VXLAN in TUN mode answers).
 func (t *tunnel) encapReply(b []byte, off int) int { return encap.PushVXLAN(b, off, t.vni) }
+
+// batchView is the table as one reader sees it during one batch, with the
+// last anti-spoofing verdict remembered: a batch is mostly runs of one
+// flow, and comparing an address is far cheaper than a lookup.
+type batchView struct {
+	*Table
+	src     netip.Addr
+	srcPeer *Peer
+}
+
+func (v *batchView) allowed(p *Peer, src netip.Addr) bool {
+	if v.srcPeer == nil || src != v.src {
+		v.src, v.srcPeer = src, v.Lookup(src)
+	}
+	return v.srcPeer == p
+}
