@@ -25,7 +25,13 @@ import (
 // and the TUN's virtio-net header.
 const Headroom = ring.Headroom
 
-const ringSize = 1024
+// Ring capacities. The ingress ring is smaller than the large-buffer pool
+// (512): when the device writer lags, the reader should wait on a full ring
+// (woken by the writer) before it runs the pool dry (where it can only poll).
+const (
+	ringSize   = 1024
+	rxRingSize = 256
+)
 
 // Dataplane forwards between one device and the underlay. It owns its
 // goroutines, its device queues and its sockets; Close is the single place
@@ -92,7 +98,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
 		d.queues = append(d.queues, &queueSet{
 			id:  i,
 			txq: newQueue(ring.NewMPMC[packet](ringSize)),
-			rxq: newQueue(ring.NewSPSC[packet](ringSize)),
+			rxq: newQueue(ring.NewSPSC[packet](rxRingSize)),
 		})
 	}
 	if err := d.openUnderlay(); err != nil {

@@ -127,7 +127,7 @@ func newTestDataplane(tb testing.TB, pipeline string, dev Device, conn *fakeConn
 	d.gso.Store(true)
 	d.bufs = newBuffersN(cfg.Underlay.MTU+64, testPoolSmall, testPoolLarge)
 	q := &queueSet{dev: dev, recv: conn, send: conn,
-		txq: newQueue(ring.NewMPMC[packet](ringSize)), rxq: newQueue(ring.NewSPSC[packet](ringSize))}
+		txq: newQueue(ring.NewMPMC[packet](ringSize)), rxq: newQueue(ring.NewSPSC[packet](rxRingSize))}
 	d.queues = []*queueSet{q}
 	peers := PeersFromConfig(cfg)
 	for _, p := range peers {
