@@ -85,8 +85,7 @@ func PutTooBig(dst, orig []byte, src netip.Addr, mtu int) int {
 		binary.BigEndian.PutUint16(m[2:], 0)
 		binary.BigEndian.PutUint32(m[4:], uint32(mtu))
 		copy(m[ICMPHeaderLen:], orig)
-		sum := onesSum(m, pseudoHeaderSum(src, origSrc, ProtoICMPv6, len(m)))
-		binary.BigEndian.PutUint16(m[2:], finishChecksum(sum))
+		binary.BigEndian.PutUint16(m[2:], ICMPv6Checksum(src, origSrc, m))
 		PushIPv6(dst, IPv6Len, n, &IPv6Header{Src: src, Dst: origSrc, NextHeader: ProtoICMPv6, HopLimit: 64})
 		return n
 	}
@@ -107,4 +106,12 @@ func MustNotFragment(b []byte, off, end int) bool {
 		return true
 	}
 	return false
+}
+
+// ICMPv6Checksum returns the ICMPv6 checksum (RFC 4443 section 2.3) of msg
+// for the pseudo-header of src and dst, counting msg's checksum field as it
+// stands: with the field zeroed it is the value to store; over a message
+// with a correct checksum it is 0.
+func ICMPv6Checksum(src, dst netip.Addr, msg []byte) uint16 {
+	return finishChecksum(onesSum(msg, pseudoHeaderSum(src, dst, ProtoICMPv6, len(msg))))
 }

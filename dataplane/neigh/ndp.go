@@ -153,7 +153,7 @@ func (r *Responder) handleNDP(buf []byte, flen int) (Result, int) {
 	msg[24] = ndpOptTLLA
 	msg[25] = 1
 	copy(msg[26:32], r.mac[:])
-	binary.BigEndian.PutUint16(msg[2:4], ^icmpv6Sum(target[:], peer[:], msg))
+	binary.BigEndian.PutUint16(msg[2:4], icmpv6Checksum(target[:], peer[:], msg))
 	return Replied, NAReplyLen
 }
 

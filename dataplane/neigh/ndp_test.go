@@ -314,7 +314,7 @@ func TestChecksumMatchesReference(t *testing.T) {
 		}
 		msg[2], msg[3] = 0, 0
 		s, d := src.As16(), dst.As16()
-		got := ^icmpv6Sum(s[:], d[:], msg)
+		got := icmpv6Checksum(s[:], d[:], msg)
 		if want := refChecksum(src, dst, msg); got != want {
 			t.Fatalf("len %d: checksum %#04x, reference %#04x", l, got, want)
 		}
