@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -76,6 +77,7 @@ func openDevice(cfg *config.Config, n int) ([]Device, func(), error) {
 		}
 		return nil, nil, err
 	}
+	offload := cfg.Offload != "off"
 	for range n {
 		switch cfg.Device.Mode {
 		case config.ModeTAP:
@@ -85,7 +87,14 @@ func openDevice(cfg *config.Config, n int) ([]Device, func(), error) {
 			}
 			devs = append(devs, &tapDevice{ifce: ifce})
 		default:
-			td, err := openTUNQueue(name, cfg.Device.MTU, cfg.Offload != "off", n > 1)
+			td, err := openTUNQueue(name, cfg.Device.MTU, offload, n > 1)
+			if err != nil && offload && cfg.Offload == "auto" && len(devs) == 0 {
+				// A kernel without IFF_VNET_HDR or TSO on TUN: run without
+				// offloads rather than not at all.
+				slog.Warn("TUN offloads unavailable; running without", "device", name, "err", err)
+				offload = false
+				td, err = openTUNQueue(name, cfg.Device.MTU, false, n > 1)
+			}
 			if err != nil {
 				return fail(fmt.Errorf("create tun %q: %w", name, err))
 			}
