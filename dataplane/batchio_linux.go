@@ -55,16 +55,21 @@ type Message struct {
 	// the size of the datagrams the kernel coalesced into Buf (UDP GRO), or
 	// 0 when Buf holds one datagram.
 	GSOSize int
-	Addr    netip.AddrPort // read: the sender; write: the destination
-	N       int            // read: bytes received
-	Trunc   bool           // read: the datagram was larger than Buf
+	// TOS, on write when SetTOS, is the outer IPv4 TOS / IPv6 traffic
+	// class for this message (an IP_TOS / IPV6_TCLASS control message).
+	TOS    uint8
+	SetTOS bool
+	Addr   netip.AddrPort // read: the sender; write: the destination
+	N      int            // read: bytes received
+	Trunc  bool           // read: the datagram was larger than Buf
 }
 
 // maxIovecs bounds the buffers one WriteBatch call hands to the kernel.
 const maxIovecs = 1024
 
-// oobSize holds one UDP_SEGMENT or UDP_GRO control message.
-var oobSize = unix.CmsgSpace(4)
+// oobSize holds a UDP_GRO control message (read), or a UDP_SEGMENT and an
+// IP_TOS/IPV6_TCLASS one (write).
+var oobSize = 2 * unix.CmsgSpace(4)
 
 // mmsghdr mirrors struct mmsghdr on 64-bit Linux.
 type mmsghdr struct {
@@ -81,6 +86,7 @@ type BatchConn struct {
 	rd  batchState
 	wr  *BatchWriter
 	raw bool // raw IP socket: addresses carry no port
+	v6  bool // IPv6 socket: the traffic class goes in IPV6_TCLASS
 }
 
 // BatchWriter is one goroutine's sending side of a BatchConn: several
@@ -212,11 +218,18 @@ func (w *BatchWriter) WriteBatch(ms []Message) (int, error) {
 			h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
 			h.Namelen = addrPortToSockaddr(m.Addr, &s.names[i])
 			h.Control, h.Controllen, h.Flags = nil, 0, 0
+			oob := s.oob[i*oobSize : (i+1)*oobSize]
+			clen := 0
 			if m.GSOSize > 0 {
-				oob := s.oob[i*oobSize : (i+1)*oobSize]
 				putSegmentCmsg(oob, m.GSOSize)
+				clen = unix.CmsgSpace(2)
+			}
+			if m.SetTOS {
+				clen += putTOSCmsg(oob[clen:], m.TOS, c.v6)
+			}
+			if clen > 0 {
 				h.Control = &oob[0]
-				h.SetControllen(unix.CmsgSpace(2))
+				h.SetControllen(clen)
 			}
 		}
 		s.count = len(chunk)
@@ -280,6 +293,19 @@ func putSegmentCmsg(oob []byte, size int) {
 	h.Type = unix.UDP_SEGMENT
 	h.SetLen(unix.CmsgLen(2))
 	*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(size)
+}
+
+// putTOSCmsg writes an IP_TOS (or IPV6_TCLASS) control message and returns
+// its space.
+func putTOSCmsg(oob []byte, tos uint8, v6 bool) int {
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = unix.IPPROTO_IP, unix.IP_TOS
+	if v6 {
+		h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_TCLASS
+	}
+	h.SetLen(unix.CmsgLen(4))
+	*(*int32)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = int32(tos)
+	return unix.CmsgSpace(4)
 }
 
 // groSize returns the segment size of a UDP_GRO control message in oob, or

@@ -37,21 +37,22 @@ const (
 // goroutines, its device queues and its sockets; Close is the single place
 // that stops them.
 type Dataplane struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	queues    []*queueSet
-	undoDev   func()
-	closers   []io.Closer // sockets and device queues, closed by Close
-	bufs      *buffers
-	tun       *tunnel
-	dport     uint16 // underlay destination port (0 for raw IP)
-	table     atomic.Pointer[Table]
-	gso       atomic.Bool // send runs of datagrams with UDP_SEGMENT
-	ctl       sync.Mutex  // control path only (SetPeers); never taken per packet
-	peerStats map[netip.Addr]*PeerStats
-	routes    map[netip.Prefix]bool // routes this data plane added
-	direct    bool                  // run to completion: no writer goroutines, no rings
-	start     time.Time
+	cfg        *config.Config
+	log        *slog.Logger
+	queues     []*queueSet
+	undoDev    func()
+	closers    []io.Closer // sockets and device queues, closed by Close
+	bufs       *buffers
+	tun        *tunnel
+	dport      uint16 // underlay destination port (0 for raw IP)
+	table      atomic.Pointer[Table]
+	gso        atomic.Bool // send runs of datagrams with UDP_SEGMENT
+	ctl        sync.Mutex  // control path only (SetPeers); never taken per packet
+	peerStats  map[netip.Addr]*PeerStats
+	routes     map[netip.Prefix]bool // routes this data plane added
+	direct     bool                  // run to completion: no writer goroutines, no rings
+	tosInherit bool                  // outer TOS/traffic class from the inner packet, per packet
+	start      time.Time
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -89,6 +90,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
 		start: time.Now(),
 	}
 	d.direct = cfg.Pipeline != "rings"
+	d.tosInherit = cfg.Encap.TOS < 0
 	d.bufs = newBuffers(max(cfg.Underlay.MTU, cfg.Device.MTU+encap.EthernetLen) + 64)
 	n := cfg.Queues
 	if n <= 0 {
@@ -238,7 +240,11 @@ func (d *Dataplane) openUnderlay() error {
 		if err := setUnderlayOptions(s, cfg); err != nil {
 			return nil, err
 		}
-		return NewBatchConn(s, 128, d.tun.rawProto() != 0)
+		c, err := NewBatchConn(s, 128, d.tun.rawProto() != 0)
+		if c != nil {
+			c.v6 = local.Is6()
+		}
+		return c, err
 	}
 	if d.tun.rawProto() != 0 {
 		c, err := open(false, 0)

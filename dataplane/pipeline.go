@@ -279,7 +279,11 @@ func (d *Dataplane) emit(q *queueSet, out []packet, free *[]uint32, b []byte, id
 		*free = append(*free, id)
 		return out
 	}
-	return append(out, packet{idx: id, off: int32(encOff), end: int32(end), peer: p, big: big})
+	var tos uint8
+	if d.tosInherit {
+		tos = d.outerTOS(b, innerOff, end)
+	}
+	return append(out, packet{idx: id, off: int32(encOff), end: int32(end), peer: p, big: big, tos: tos})
 }
 
 // dropQueued returns packets a stopping stage could not hand on.

@@ -109,3 +109,37 @@ func (d *Dataplane) checkSize(b []byte, innerOff, encOff, end int, p *Peer, icmp
 	}
 	return false, false, append(icmps, packet{idx: id, off: int32(start), end: int32(start + n)})
 }
+
+// outerTOS is the outer TOS (traffic class) for tos: inherit, as the Linux
+// tunnel drivers compute it (RFC 6040 normal mode): the inner DSCP, and the
+// inner ECN field unless the inner packet is already marked CE, in which
+// case ECT(0). The inner packet (IP, or an Ethernet frame in TAP mode)
+// starts at off; anything that is not IP gives 0.
+func (d *Dataplane) outerTOS(b []byte, off, end int) uint8 {
+	if d.tun.l2 {
+		if end-off < encap.EthernetLen+1 {
+			return 0
+		}
+		et := uint16(b[off+12])<<8 | uint16(b[off+13])
+		if et != encap.EtherTypeIPv4 && et != encap.EtherTypeIPv6 {
+			return 0
+		}
+		off += encap.EthernetLen
+	}
+	if end-off < 2 {
+		return 0
+	}
+	var inner uint8
+	switch b[off] >> 4 {
+	case 4:
+		inner = b[off+1]
+	case 6:
+		inner = b[off]<<4 | b[off+1]>>4
+	default:
+		return 0
+	}
+	if inner&3 == 3 { // CE
+		return inner&^3 | 2
+	}
+	return inner
+}

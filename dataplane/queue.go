@@ -10,6 +10,7 @@ type packet struct {
 	off, end int32
 	peer     *Peer // egress: destination peer; ingress: source peer
 	big      bool  // egress: larger than the path MTU; the kernel fragments it
+	tos      uint8 // egress with tos: inherit: the outer TOS / traffic class
 }
 
 // batchRing is what queue needs of ring.SPSC and ring.MPMC.

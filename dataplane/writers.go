@@ -119,10 +119,11 @@ func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message, c 
 		nm++
 		m.Addr = netip.AddrPortFrom(ps[i].peer.Remote, d.dport)
 		m.Buf, m.Bufs, m.GSOSize = bufs[i], nil, 0
+		m.TOS, m.SetTOS = ps[i].tos, d.tosInherit
 		j := i + 1
 		if gso {
 			size, total := len(bufs[i]), len(bufs[i])
-			for !ps[i].big && j < len(ps) && !ps[j].big && j-i < maxGSOSegments && ps[j].peer == ps[i].peer &&
+			for !ps[i].big && j < len(ps) && !ps[j].big && j-i < maxGSOSegments && ps[j].peer == ps[i].peer && ps[j].tos == ps[i].tos &&
 				len(bufs[j]) <= size && total+len(bufs[j]) <= maxGSOBytes {
 				total += len(bufs[j])
 				j++
@@ -160,7 +161,7 @@ func (d *Dataplane) sendMessages(w batchWriter, msgs []Message, c *Counters) err
 		if m.GSOSize > 0 && !d.gso.Load() {
 			// Resend this run as single datagrams.
 			for _, b := range m.Bufs {
-				single := [1]Message{{Buf: b, Addr: m.Addr}}
+				single := [1]Message{{Buf: b, Addr: m.Addr, TOS: m.TOS, SetTOS: m.SetTOS}}
 				if _, err := w.WriteBatch(single[:]); err != nil {
 					if isClosed(err) {
 						return err
