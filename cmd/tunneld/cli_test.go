@@ -36,6 +36,7 @@ func TestCLI(t *testing.T) {
 		{"check good", []string{"--check-config", "--config", good}, 0, []string{"ok", "gre", "mtu 1472"}},
 		{"check bad lists every problem with its line", []string{"--check-config", "--config", bad}, 1,
 			[]string{"bad.yaml:3:", "vni", "bad.yaml:6:", "colour", "bad.yaml:8:", "remote"}},
+		{"print effective config", []string{"--print-config", "--config", good}, 0, []string{"type: gre", "key: 7", "mtu: 1472", "ttl: 64", "listen: 127.0.0.1:9109"}},
 		{"missing file", []string{"--check-config", "--config", filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml"}},
 		{"unknown flag", []string{"--frobnicate"}, 2, []string{"flag provided but not defined"}},
 	}

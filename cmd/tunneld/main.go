@@ -30,6 +30,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("tunneld", flag.ContinueOnError)
 	cfgPath := fs.String("config", "/etc/tunnelplane/tunneld.yaml", "config file (YAML)")
 	check := fs.Bool("check-config", false, "validate the config file, print problems with line numbers, and exit")
+	printCfg := fs.Bool("print-config", false, "print the effective config (file plus defaults and preset) as YAML, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	statsEvery := fs.Duration("stats-interval", 0, "log forwarding counters at this interval (0: only at exit)")
 	if err := fs.Parse(args); err != nil {
@@ -43,6 +44,15 @@ func run(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if *printCfg {
+		out, err := cfg.Marshal()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		os.Stdout.Write(out)
+		return 0
 	}
 	if *check {
 		fmt.Printf("%s: ok (%s over %s, device %s mtu %d, %d peers)\n", *cfgPath, cfg.Encap.Type, cfg.Underlay.Local, cfg.Device.Name, cfg.Device.MTU, len(cfg.Peers))
