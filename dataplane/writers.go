@@ -82,18 +82,11 @@ func (u *underlayWriter) write(ps []packet) error {
 	if n == 0 {
 		return nil
 	}
-	c.Batches.Add(1)
-	c.BatchSize.observe(n)
-	var bytes uint64
-	var run peerRun
+	bytes := account(ps, u.idx, c, true)
 	for i := range ps {
 		p := &ps[i]
 		u.bufs[i] = d.bufs.buf(p.idx)[p.off:p.end]
-		u.idx[i] = p.idx
-		bytes += uint64(p.end - p.off)
-		run.add(p.peer, int(p.end-p.off), true)
 	}
-	run.flush(true)
 	nm := d.buildMessages(ps, u.bufs[:n], u.msgs, c)
 	for i := range ps {
 		ps[i].peer = nil
@@ -182,6 +175,24 @@ func (d *Dataplane) sendMessages(w batchWriter, msgs []Message, c *Counters) err
 	return nil
 }
 
+// account records a batch a writer is about to write: the stage's batch
+// counters, the per-peer counts (one atomic add per run of one peer), and
+// the buffer ids to return in idx. It returns the bytes of the batch.
+func account(ps []packet, idx []uint32, c *Counters, tx bool) uint64 {
+	c.Batches.Add(1)
+	c.BatchSize.observe(len(ps))
+	var bytes uint64
+	var run peerRun
+	for i := range ps {
+		p := &ps[i]
+		idx[i] = p.idx
+		bytes += uint64(p.end - p.off)
+		run.add(p.peer, int(p.end-p.off), tx)
+	}
+	run.flush(tx)
+	return bytes
+}
+
 func (u *underlayWriter) size() int { return len(u.msgs) }
 
 // deviceWriter is one goroutine's scratch state for writing to the device.
@@ -205,23 +216,16 @@ func (w *deviceWriter) write(ps []packet) error {
 	if n == 0 {
 		return nil
 	}
-	c.Batches.Add(1)
-	c.BatchSize.observe(n)
-	var bytes uint64
-	var run peerRun
+	bytes := account(ps, w.idx, c, false)
 	for i := range ps {
 		p := &ps[i]
-		run.add(p.peer, int(p.end-p.off), false)
 		// Every packet must sit at the same offset for Write, and a
 		// decapsulated one starts wherever its outer headers ended: slice
 		// each buffer so that the packet begins Headroom bytes into its
 		// slice.
 		w.bufs[i] = d.bufs.buf(p.idx)[int(p.off)-Headroom : p.end]
-		w.idx[i] = p.idx
-		bytes += uint64(p.end - p.off)
 		ps[i].peer = nil
 	}
-	run.flush(false)
 	_, err := w.dev.Write(w.bufs[:n], Headroom)
 	d.bufs.putBatch(w.idx[:n])
 	if err != nil {
