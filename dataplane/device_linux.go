@@ -101,11 +101,45 @@ func openDevice(cfg *config.Config, n int) ([]Device, func(), error) {
 			devs = append(devs, td)
 		}
 	}
+	if n > 1 {
+		l2 := int32(0)
+		if cfg.Device.Mode == config.ModeTAP {
+			l2 = 14
+		}
+		if err := steerQueues(devs[0], l2); err != nil {
+			slog.Warn("multi-queue device without flow steering: a TCP flow may move between queues and be reordered",
+				"device", name, "err", err)
+		}
+	}
 	undo, err := configureLink(cfg, existed)
 	if err != nil {
 		return fail(err)
 	}
 	return devs, undo, nil
+}
+
+// steerQueues attaches the flow-hash steering program (steer_linux.go) to
+// the device that dev is a queue of.
+func steerQueues(dev Device, l2 int32) error {
+	var f *os.File
+	switch d := dev.(type) {
+	case tun.Device:
+		f = d.File()
+	case *tapDevice:
+		f = d.file()
+	}
+	if f == nil {
+		return errors.ErrUnsupported
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = setSteering(int(fd), l2) }); err != nil {
+		return err
+	}
+	return serr
 }
 
 // openTUNQueue opens one queue of a TUN device. With offloads it asks for

@@ -299,7 +299,9 @@ func (d *Dataplane) emit(q *queueSet, out []packet, free *[]uint32, b []byte, id
 func (d *Dataplane) dropQueued(ps []packet, c *Counters) {
 	for _, p := range ps {
 		c.drop(DropRingFull)
-		d.bufs.put(p.idx)
+		if !p.borrowed {
+			d.bufs.put(p.idx)
+		}
 	}
 }
 
@@ -325,7 +327,12 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 		dw = d.newDeviceWriter(q.dev, &q.dwriter, 128)
 		rw = d.newUnderlayWriter(q.send, &q.uwriter, 16) // neighbour replies
 	}
-	held := 0 // idx[:held]: large buffers kept from the last batch
+	// Borrowing GRO segments in place needs the writes to finish before the
+	// read buffer is reused, which run to completion guarantees, and a
+	// device writer that does not write into the headroom.
+	borrow := dw != nil && dw.headroomFree()
+	lent := make([]uint32, 0, bs) // read buffers lent to this batch's packets
+	held := 0                     // idx[:held]: large buffers kept from the last batch
 	for {
 		if !d.bufs.refill(idx, held, true, d.done) {
 			return
@@ -377,6 +384,33 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 				free = append(free, idx[i])
 				continue
 			}
+			if seg := m.GSOSize; seg > 0 && m.N > seg && borrow {
+				// UDP GRO, written where it lies: each datagram becomes a
+				// packet borrowing its bytes from the read buffer, which
+				// goes back to the pool once the batch is written. Only a
+				// datagram that may be answered in place (the answer can
+				// outgrow it into its neighbour) moves to a buffer of its
+				// own.
+				b := d.bufs.buf(idx[i])
+				lent = append(lent, idx[i])
+				rxPackets--
+				for o := Headroom; o < Headroom+m.N; o += seg {
+					rxPackets++
+					sn := min(seg, Headroom+m.N-o)
+					if d.tun.mayReply(b, o, o+sn) {
+						sid, ok := d.bufs.getSmall()
+						if !ok {
+							c.drop(DropPoolExhausted)
+							continue
+						}
+						copy(d.bufs.buf(sid)[Headroom:], b[o:o+sn])
+						rx, tx, free = d.ingress(sid, Headroom, sn, false, p, tbl, now, rx, tx, free, c)
+						continue
+					}
+					rx, tx, free = d.ingress(idx[i], o, sn, true, p, tbl, now, rx, tx, free, c)
+				}
+				continue
+			}
 			if seg := m.GSOSize; seg > 0 && m.N > seg {
 				// UDP GRO: the kernel handed over several datagrams back to
 				// back. Each but the first moves to a buffer of its own, so
@@ -396,25 +430,27 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 					sn := copy(d.bufs.buf(sid)[Headroom:], b[Headroom+o:Headroom+min(o+seg, m.N)])
 					segs = append(segs, segment{sid, sn})
 				}
-				rx, tx, free = d.ingress(idx[i], seg, p, tbl, now, rx, tx, free, c)
+				rx, tx, free = d.ingress(idx[i], Headroom, seg, false, p, tbl, now, rx, tx, free, c)
 				for _, s := range segs {
-					rx, tx, free = d.ingress(s.id, s.n, p, tbl, now, rx, tx, free, c)
+					rx, tx, free = d.ingress(s.id, Headroom, s.n, false, p, tbl, now, rx, tx, free, c)
 				}
 				continue
 			}
-			rx, tx, free = d.ingress(idx[i], m.N, p, tbl, now, rx, tx, free, c)
+			rx, tx, free = d.ingress(idx[i], Headroom, m.N, false, p, tbl, now, rx, tx, free, c)
 		}
 		c.RxPackets.Add(rxPackets)
 		c.RxBytes.Add(rxBytes)
 		c.BatchSize.observe(int(rxPackets))
 		held = d.bufs.keep(idx, free, true)
 		if dw != nil {
-			if err := d.writeAll(dw, rx); err != nil {
-				d.fatal("device-writer", err)
-				return
+			stage, err := "device-writer", d.writeAll(dw, rx)
+			if err == nil {
+				stage, err = "underlay-writer", d.writeAll(rw, tx)
 			}
-			if err := d.writeAll(rw, tx); err != nil {
-				d.fatal("underlay-writer", err)
+			d.bufs.putBatch(lent)
+			lent = lent[:0]
+			if err != nil {
+				d.fatal(stage, err)
 				return
 			}
 			continue
@@ -431,22 +467,25 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 	}
 }
 
-// ingress decapsulates one datagram of n bytes at Headroom in buffer id
-// from peer p and sorts it to the device, back to the peer, or the drop.
-func (d *Dataplane) ingress(id uint32, n int, p *Peer, tbl *batchView, now int64, rx, tx []packet, free []uint32, c *Counters) ([]packet, []packet, []uint32) {
+// ingress decapsulates one datagram of n bytes at off in buffer id from
+// peer p and sorts it to the device, back to the peer, or the drop. A
+// borrowed datagram's buffer is not this packet's to free.
+func (d *Dataplane) ingress(id uint32, off, n int, borrowed bool, p *Peer, tbl *batchView, now int64, rx, tx []packet, free []uint32, c *Counters) ([]packet, []packet, []uint32) {
 	b := d.bufs.buf(id)
-	off, end, v, drop := d.tun.decap(b, Headroom, Headroom+n, p, tbl, now)
+	off, end, v, drop := d.tun.decap(b, off, off+n, p, tbl, now)
 	switch v {
 	case toDevice:
-		rx = append(rx, packet{idx: id, off: int32(off), end: int32(end), peer: p})
+		rx = append(rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed})
 	case reply:
 		// The reply sits where the request's Ethernet frame was; the VXLAN
 		// header goes back in front of it.
 		no := d.tun.encapReply(b, off)
-		tx = append(tx, packet{idx: id, off: int32(no), end: int32(end), peer: p})
+		tx = append(tx, packet{idx: id, off: int32(no), end: int32(end), peer: p, borrowed: borrowed})
 	default:
 		c.drop(drop)
-		free = append(free, id)
+		if !borrowed {
+			free = append(free, id)
+		}
 	}
 	return rx, tx, free
 }

@@ -11,6 +11,10 @@ type packet struct {
 	peer     *Peer // egress: destination peer; ingress: source peer
 	big      bool  // egress: larger than the path MTU; the kernel fragments it
 	tos      uint8 // egress with tos: inherit: the outer TOS / traffic class
+	// borrowed: the bytes lie in a buffer that another owner returns to
+	// the pool (a segment of a UDP GRO read); whoever finishes with this
+	// packet does not put idx back.
+	borrowed bool
 }
 
 // batchRing is what queue needs of ring.SPSC and ring.MPMC.

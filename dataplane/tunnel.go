@@ -253,6 +253,26 @@ func (t *tunnel) l2Ingress(b []byte, off, end int, p *Peer, tbl *batchView, now 
 	return off, end, toDevice, 0
 }
 
+// mayReply reports whether the datagram b[off:end] might be answered in
+// place (an ARP or an ICMPv6 message to VXLAN in TUN mode): such a reply
+// may grow past its request, so it must not sit in a shared buffer.
+func (t *tunnel) mayReply(b []byte, off, end int) bool {
+	if t.neigh == nil {
+		return false
+	}
+	eth := off + encap.VXLANLen
+	if end-eth < encap.EthernetLen+40 {
+		return true
+	}
+	switch uint16(b[eth+12])<<8 | uint16(b[eth+13]) {
+	case encap.EtherTypeIPv4:
+		return false
+	case encap.EtherTypeIPv6:
+		return b[eth+encap.EthernetLen+6] == 58
+	}
+	return true
+}
+
 // encapReply puts the tunnel header back in front of a neighbour reply
 // built in place at b[off:] (only VXLAN in TUN mode answers).
 func (t *tunnel) encapReply(b []byte, off int) int { return encap.PushVXLAN(b, off, t.vni) }

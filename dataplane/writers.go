@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
 )
 
 // packetWriter is the writing end of a stage: it takes a batch of packets
@@ -26,7 +27,9 @@ func (d *Dataplane) writeAll(w packetWriter, ps []packet) error {
 		n := min(len(ps), w.size())
 		if err := w.write(ps[:n]); err != nil {
 			for _, p := range ps[n:] {
-				d.bufs.put(p.idx)
+				if !p.borrowed {
+					d.bufs.put(p.idx)
+				}
 			}
 			return err
 		}
@@ -82,7 +85,7 @@ func (u *underlayWriter) write(ps []packet) error {
 	if n == 0 {
 		return nil
 	}
-	bytes := account(ps, u.idx, c, true)
+	bytes, owned := account(ps, u.idx, c, true)
 	for i := range ps {
 		p := &ps[i]
 		u.bufs[i] = d.bufs.buf(p.idx)[p.off:p.end]
@@ -96,7 +99,7 @@ func (u *underlayWriter) write(ps []packet) error {
 		c.TxPackets.Add(uint64(n))
 		c.TxBytes.Add(bytes)
 	}
-	d.bufs.putBatch(u.idx[:n])
+	d.bufs.putBatch(u.idx[:owned])
 	return err
 }
 
@@ -177,20 +180,23 @@ func (d *Dataplane) sendMessages(w batchWriter, msgs []Message, c *Counters) err
 
 // account records a batch a writer is about to write: the stage's batch
 // counters, the per-peer counts (one atomic add per run of one peer), and
-// the buffer ids to return in idx. It returns the bytes of the batch.
-func account(ps []packet, idx []uint32, c *Counters, tx bool) uint64 {
+// the ids of the buffers to return (those not borrowed) in idx. It returns
+// the bytes of the batch and the number of ids.
+func account(ps []packet, idx []uint32, c *Counters, tx bool) (bytes uint64, owned int) {
 	c.Batches.Add(1)
 	c.BatchSize.observe(len(ps))
-	var bytes uint64
 	var run peerRun
 	for i := range ps {
 		p := &ps[i]
-		idx[i] = p.idx
+		if !p.borrowed {
+			idx[owned] = p.idx
+			owned++
+		}
 		bytes += uint64(p.end - p.off)
 		run.add(p.peer, int(p.end-p.off), tx)
 	}
 	run.flush(tx)
-	return bytes
+	return bytes, owned
 }
 
 func (u *underlayWriter) size() int { return len(u.msgs) }
@@ -202,10 +208,23 @@ type deviceWriter struct {
 	c    *Counters
 	bufs [][]byte
 	idx  []uint32
+	vw   *vnetWriter // a TUN with the virtio header: our own coalescing writev
 }
 
 func (d *Dataplane) newDeviceWriter(dev Device, c *Counters, size int) *deviceWriter {
-	return &deviceWriter{d: d, dev: dev, c: c, bufs: make([][]byte, size), idx: make([]uint32, size)}
+	return &deviceWriter{d: d, dev: dev, c: c, bufs: make([][]byte, size), idx: make([]uint32, size),
+		vw: newVnetWriter(dev, size)}
+}
+
+// headroomFree reports whether the writer leaves the bytes in front of
+// each packet alone, so that packets may share a buffer (borrowed).
+// wireguard-go's Write with the virtio header writes that header there.
+func (w *deviceWriter) headroomFree() bool {
+	if w.vw != nil {
+		return true
+	}
+	td, ok := w.dev.(tun.Device)
+	return !ok || td.BatchSize() <= 1
 }
 
 // write hands ps (at most the writer's size) to the device and returns
@@ -216,7 +235,23 @@ func (w *deviceWriter) write(ps []packet) error {
 	if n == 0 {
 		return nil
 	}
-	bytes := account(ps, w.idx, c, false)
+	bytes, owned := account(ps, w.idx, c, false)
+	if w.vw != nil {
+		for i := range ps {
+			p := &ps[i]
+			w.bufs[i] = d.bufs.buf(p.idx)[p.off:p.end]
+			p.peer = nil
+		}
+		dropped, err := w.vw.write(w.bufs[:n])
+		d.bufs.putBatch(w.idx[:owned])
+		if err != nil {
+			return err
+		}
+		c.Drops[DropDeviceWrite].Add(uint64(dropped))
+		c.TxPackets.Add(uint64(n - dropped))
+		c.TxBytes.Add(bytes)
+		return nil
+	}
 	for i := range ps {
 		p := &ps[i]
 		// Every packet must sit at the same offset for Write, and a
@@ -227,7 +262,7 @@ func (w *deviceWriter) write(ps []packet) error {
 		ps[i].peer = nil
 	}
 	_, err := w.dev.Write(w.bufs[:n], Headroom)
-	d.bufs.putBatch(w.idx[:n])
+	d.bufs.putBatch(w.idx[:owned])
 	if err != nil {
 		if isClosed(err) {
 			return err

@@ -455,10 +455,36 @@ func TestChecksumMatchesReference(t *testing.T) {
 			}
 		}
 	}
+	long := make([]byte, 9003)
+	for i := range long {
+		long[i] = byte(i*131 + i>>8)
+	}
+	for start := 0; start < 4; start++ {
+		for n := 200; n+start <= len(long); n += 97 {
+			d := long[start : start+n]
+			if got, want := Checksum(d), refChecksum(d); got != want {
+				t.Fatalf("Checksum(len %d at %d) = %#04x, want %#04x", n, start, got, want)
+			}
+			if got, want := Fold(Sum(d[n/2&^1:], Sum(d[:n/2&^1], 0))), ^refChecksum(d); got != want {
+				t.Fatalf("Fold(Sum(two halves), len %d at %d) = %#04x, want %#04x", n, start, got, want)
+			}
+		}
+	}
 	ones := bytes.Repeat([]byte{0xff}, 70000) // accumulator carries
 	if got, want := Checksum(ones), refChecksum(ones); got != want {
 		t.Fatalf("Checksum(0xff * 70000) = %#04x, want %#04x", got, want)
 	}
+}
+
+// FuzzChecksum compares the word-at-a-time checksum with the naive one.
+func FuzzChecksum(f *testing.F) {
+	f.Add(bytes.Repeat([]byte{0xff}, 100))
+	f.Add(bytes.Repeat([]byte{0x01, 0x80, 0xfe}, 60))
+	f.Fuzz(func(t *testing.T, d []byte) {
+		if got, want := Checksum(d), refChecksum(d); got != want {
+			t.Fatalf("Checksum = %#04x, want %#04x", got, want)
+		}
+	})
 }
 
 // TestSetUDPChecksumZeroIsFFFF builds a datagram whose checksum computes to

@@ -1,0 +1,185 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"tunnelplane/bench/topo"
+)
+
+// TestSteeringKeepsFlowsOnOneQueue sends datagrams of many UDP flows into
+// a two-queue TUN and TAP device with the steering program attached, and
+// reads both queues: every flow must arrive whole on exactly one queue,
+// and the flows must use both.
+func TestSteeringKeepsFlowsOnOneQueue(t *testing.T) {
+	topo.RequireRoot(t)
+	for _, tc := range []struct {
+		name string
+		tap  bool
+		dst  netip.Addr
+	}{
+		{"tun-ipv4", false, netip.MustParseAddr("10.200.9.2")},
+		{"tun-ipv6", false, netip.MustParseAddr("fd00:200:9::2")},
+		{"tap-ipv4", true, netip.MustParseAddr("10.200.9.2")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns, err := topo.BuildNS("steer")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ns.Close()
+			const name = "tpsteer0"
+			var fds [2]int
+			err = ns.Do(func() error {
+				flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_MULTI_QUEUE)
+				if tc.tap {
+					flags = unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_MULTI_QUEUE
+				}
+				for i := range fds {
+					fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+					if err != nil {
+						return err
+					}
+					fds[i] = fd
+					ifr, _ := unix.NewIfreq(name)
+					ifr.SetUint16(flags)
+					if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+						return fmt.Errorf("TUNSETIFF: %w", err)
+					}
+				}
+				l2 := int32(0)
+				if tc.tap {
+					l2 = 14
+				}
+				return setSteering(fds[0], l2)
+			})
+			defer func() {
+				for _, fd := range fds {
+					if fd > 0 {
+						unix.Close(fd)
+					}
+				}
+			}()
+			if err != nil {
+				t.Fatal(err)
+			}
+			local := netip.MustParsePrefix("10.200.9.1/24")
+			if tc.dst.Is6() {
+				local = netip.MustParsePrefix("fd00:200:9::1/64")
+			}
+			if err := ns.AddAddr(name, local); err != nil {
+				t.Fatal(err)
+			}
+			if err := ns.LinkUp(name); err != nil {
+				t.Fatal(err)
+			}
+			if tc.tap {
+				link, err := ns.Handle().LinkByName(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := &netlink.Neigh{LinkIndex: link.Attrs().Index, IP: tc.dst.AsSlice(), State: netlink.NUD_PERMANENT,
+					HardwareAddr: net.HardwareAddr{0x02, 0, 0, 0, 0x09, 0x02}}
+				if err := ns.Handle().NeighAdd(n); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const flows, perFlow = 32, 8
+			err = ns.Do(func() error {
+				for f := range flows {
+					c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(tc.dst, uint16(9000+f))))
+					if err != nil {
+						return err
+					}
+					for range perFlow {
+						if _, err := c.Write([]byte("steer")); err != nil {
+							c.Close()
+							return err
+						}
+					}
+					c.Close()
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Read both queues until flows*perFlow datagrams arrived (or 5 s).
+			queueOf := map[uint16]int{}
+			count := map[uint16]int{}
+			used := [2]int{}
+			got := 0
+			buf := make([]byte, 2048)
+			deadline := time.Now().Add(5 * time.Second)
+			for got < flows*perFlow && time.Now().Before(deadline) {
+				idle := true
+				for q, fd := range fds {
+					n, err := unix.Read(fd, buf)
+					if err != nil || n <= 0 {
+						continue
+					}
+					idle = false
+					p := buf[:n]
+					if tc.tap {
+						if len(p) < 14 {
+							continue
+						}
+						p = p[14:]
+					}
+					dport, ok := udpDstPort(p)
+					if !ok || dport < 9000 || dport >= 9000+flows {
+						continue // the kernel's own chatter (MLD, router solicitations)
+					}
+					got++
+					count[dport]++
+					used[q]++
+					if prev, seen := queueOf[dport]; seen && prev != q {
+						t.Errorf("flow to port %d arrived on queue %d and queue %d", dport, prev, q)
+					}
+					queueOf[dport] = q
+				}
+				if idle {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			if got != flows*perFlow {
+				t.Fatalf("read %d datagrams of %d", got, flows*perFlow)
+			}
+			if used[0] == 0 || used[1] == 0 {
+				t.Errorf("all flows on one queue: %v datagrams per queue", used)
+			}
+			t.Logf("datagrams per queue: %v", used)
+		})
+	}
+}
+
+// udpDstPort returns the UDP destination port of the IP packet p.
+func udpDstPort(p []byte) (uint16, bool) {
+	if len(p) < 1 {
+		return 0, false
+	}
+	switch p[0] >> 4 {
+	case 4:
+		if len(p) < 28 || p[9] != 17 {
+			return 0, false
+		}
+		ihl := int(p[0]&0xf) * 4
+		if len(p) < ihl+4 {
+			return 0, false
+		}
+		return binary.BigEndian.Uint16(p[ihl+2:]), true
+	case 6:
+		if len(p) < 48 || p[6] != 17 {
+			return 0, false
+		}
+		return binary.BigEndian.Uint16(p[42:]), true
+	}
+	return 0, false
+}

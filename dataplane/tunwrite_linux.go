@@ -1,0 +1,120 @@
+package dataplane
+
+import (
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// vnetWriter writes batches of inner packets to a TUN queue opened with
+// IFF_VNET_HDR, coalescing TCP runs (tcpgro.go) and gathering every packet
+// with writev straight from where decap left it: no headroom is touched,
+// so packets may share a buffer (the segments of one UDP GRO read).
+type vnetWriter struct {
+	rc   syscall.RawConn
+	segs []tcpSeg
+	ends []int
+	iovs []unix.Iovec
+	vh   [virtioHdrLen]byte // the current super-packet's header
+	zero [virtioHdrLen]byte // a plain packet: no GSO, checksum complete
+
+	// The batch being written, kept here for fn, which is allocated once
+	// (a closure per call would escape).
+	pkts    [][]byte
+	next    int // index into ends of the next run to write
+	dropped int
+	err     error
+	fn      func(fd uintptr) bool
+}
+
+// newVnetWriter returns a writer for dev when it is a TUN queue with the
+// virtio header (wireguard-go reports a batch size above one only then),
+// or nil.
+func newVnetWriter(dev Device, size int) *vnetWriter {
+	td, ok := dev.(tun.Device)
+	if !ok || td.BatchSize() <= 1 {
+		return nil
+	}
+	f := td.File()
+	if f == nil {
+		return nil
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	w := &vnetWriter{rc: rc, segs: make([]tcpSeg, size), ends: make([]int, 0, size),
+		iovs: make([]unix.Iovec, 0, maxCoalesceSegments+1)}
+	w.fn = w.writeRuns
+	return w
+}
+
+// write writes pkts (at most the size given to newVnetWriter) and returns
+// how many the kernel refused. The error is only ever a closed device.
+func (w *vnetWriter) write(pkts [][]byte) (dropped int, err error) {
+	w.ends = coalesceRuns(pkts, w.segs, w.ends)
+	w.pkts, w.next, w.dropped, w.err = pkts, 0, 0, nil
+	if err := w.rc.Write(w.fn); err != nil {
+		return w.dropped, err
+	}
+	dropped, err = w.dropped, w.err
+	w.pkts = nil
+	return dropped, err
+}
+
+// writeRuns is the RawConn callback: it writes the runs from w.next on,
+// and returns false to wait for room when the queue is full.
+func (w *vnetWriter) writeRuns(fd uintptr) bool {
+	start := 0
+	if w.next > 0 {
+		start = w.ends[w.next-1]
+	}
+	for ; w.next < len(w.ends); w.next++ {
+		end := w.ends[w.next]
+		iovs := w.iovs[:0]
+		head := w.pkts[start]
+		if end-start == 1 {
+			iovs = appendIovec(iovs, w.zero[:])
+			iovs = appendIovec(iovs, head)
+		} else {
+			h := &w.segs[start]
+			pay := 0
+			for i := start; i < end; i++ {
+				pay += w.segs[i].pay
+			}
+			superHeader(head, h, pay, w.segs[end-1].flags&tcpFlagPSH != 0, &w.vh)
+			iovs = appendIovec(iovs, w.vh[:])
+			iovs = appendIovec(iovs, head)
+			for i := start + 1; i < end; i++ {
+				iovs = appendIovec(iovs, w.pkts[i][w.segs[i].hl:])
+			}
+		}
+		_, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iovs[0])), uintptr(len(iovs)))
+		switch errno {
+		case 0:
+		case unix.EAGAIN:
+			return false
+		case unix.EINTR:
+			w.next-- // again
+			continue
+		case unix.EBADFD:
+			// The queue of a deleted device (wireguard-go reports the
+			// same as a closed file).
+			w.err = os.ErrClosed
+			return true
+		default:
+			w.dropped += end - start
+		}
+		start = end
+	}
+	return true
+}
+
+func appendIovec(iovs []unix.Iovec, b []byte) []unix.Iovec {
+	iovs = append(iovs, unix.Iovec{Base: &b[0]})
+	iovs[len(iovs)-1].SetLen(len(b))
+	return iovs
+}
