@@ -171,7 +171,11 @@ func openTUNQueue(name string, mtu int, offload, multi bool) (Device, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	return tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
+	td, err := tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
+	if err != nil {
+		return nil, err
+	}
+	return wrapVnetTUN(td), nil
 }
 
 // configureLink sets MTU, MAC (TAP), addresses and up through netlink.

@@ -142,8 +142,12 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 		k, err := q.dev.Read(bufs[:n], sizes[:n], Headroom)
 		if err != nil && k == 0 {
 			held = n
-			if errors.Is(err, tun.ErrTooManySegments) {
+			if errors.Is(err, tun.ErrTooManySegments) || errors.Is(err, errTooManySegments) {
 				c.drop(DropTooBig)
+				continue
+			}
+			if errors.Is(err, errBadSuper) {
+				c.drop(Drop(encap.DropBadInner))
 				continue
 			}
 			d.bufs.putBatch(idx[:n])

@@ -1,0 +1,181 @@
+package dataplane
+
+// Splitting what a TUN device with IFF_VNET_HDR hands over: a virtio
+// header, then one packet, which may be a TSO/USO super-packet of up to
+// 64 KiB (the kernel's TCP stack sends that much at once when the device
+// offers segmentation). tunneld cuts it into MTU-sized segments itself,
+// each with its own fixed-up IP and TCP/UDP headers and checksum, as the
+// NIC would have.
+//
+// wireguard-go's tun.Read does the same; this one is ours because the
+// checksum is the cost: wireguard-go's 8-bytes-per-step sum was 16% of the
+// sending tunneld's CPU at 5 Gbit/s, encap.Sum (64-bit adds with carry,
+// 22 GB/s) a fraction of that.
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"tunnelplane/encap"
+)
+
+const (
+	virtioGSONone   = 0
+	virtioGSOUDPL4  = 5
+	virtioGSOECN    = 0x80
+	tcpFlagFIN      = 0x01
+	tcpFlagCWR      = 0x80
+	maxSplitHeaders = 60 + 60 // IPv4 with options + TCP with options
+)
+
+// errBadSuper: the device handed over a virtio header and packet that do
+// not agree (counted as bad_inner, never fatal).
+var errBadSuper = errors.New("malformed offload packet from the device")
+
+// errTooManySegments: a super-packet has more segments than buffers left.
+var errTooManySegments = errors.New("super-packet has more segments than buffers")
+
+// virtioHdr is struct virtio_net_hdr (little-endian, the TUN default).
+type virtioHdr struct {
+	flags, gsoType                         uint8
+	hdrLen, gsoSize, csumStart, csumOffset int
+}
+
+func parseVirtioHdr(b []byte) virtioHdr {
+	return virtioHdr{flags: b[0], gsoType: b[1],
+		hdrLen:     int(binary.LittleEndian.Uint16(b[2:])),
+		gsoSize:    int(binary.LittleEndian.Uint16(b[4:])),
+		csumStart:  int(binary.LittleEndian.Uint16(b[6:])),
+		csumOffset: int(binary.LittleEndian.Uint16(b[8:]))}
+}
+
+// splitSuper writes the packet in (after its virtio header h) into
+// bufs[i][offset:], one segment each, and returns the number of packets
+// and their sizes.
+func splitSuper(in []byte, h virtioHdr, bufs [][]byte, sizes []int, offset int) (int, error) {
+	gso := h.gsoType &^ virtioGSOECN
+	if gso == virtioGSONone {
+		if h.flags&virtioNeedsCsum != 0 {
+			// CHECKSUM_PARTIAL: the field holds the pseudo-header sum;
+			// add the rest from csumStart on.
+			at := h.csumStart + h.csumOffset
+			if h.csumStart >= len(in) || at+2 > len(in) {
+				return 0, errBadSuper
+			}
+			binary.BigEndian.PutUint16(in[at:], ^encap.Fold(encap.Sum(in[h.csumStart:], 0)))
+		}
+		if len(in) > len(bufs[0])-offset {
+			return 0, errBadSuper
+		}
+		sizes[0] = copy(bufs[0][offset:], in)
+		return 1, nil
+	}
+	if len(in) < 20 {
+		return 0, errBadSuper
+	}
+	v6 := in[0]>>4 == 6
+	iphl := h.csumStart // the transport header starts where the checksum does
+	switch {
+	case in[0]>>4 == 4 && (gso == virtioGSOTCPv4 || gso == virtioGSOUDPL4):
+		if iphl < 20 || iphl != int(in[0]&0xf)*4 {
+			return 0, errBadSuper
+		}
+	case v6 && (gso == virtioGSOTCPv6 || gso == virtioGSOUDPL4):
+		if iphl < 40 {
+			return 0, errBadSuper
+		}
+	default:
+		return 0, errBadSuper
+	}
+	udp := gso == virtioGSOUDPL4
+	// The kernel's hdr_len can cover the whole first packet on the forward
+	// path; the transport header says where the payload starts.
+	hl := iphl + 8
+	if !udp {
+		if len(in) < iphl+20 {
+			return 0, errBadSuper
+		}
+		hl = iphl + int(in[iphl+12]>>4)*4
+		if hl < iphl+20 {
+			return 0, errBadSuper
+		}
+	}
+	if hl > len(in) || hl > maxSplitHeaders || h.gsoSize <= 0 {
+		return 0, errBadSuper
+	}
+	payload := in[hl:]
+	n := (len(payload) + h.gsoSize - 1) / h.gsoSize
+	if n == 0 {
+		n = 1
+	}
+	if n > len(bufs) {
+		return 0, errTooManySegments
+	}
+	if hl+min(h.gsoSize, len(payload)) > len(bufs[0])-offset {
+		return 0, errBadSuper
+	}
+	var src, dst [16]byte
+	addrLen := 4
+	if v6 {
+		copy(src[:], in[8:24])
+		copy(dst[:], in[24:40])
+		addrLen = 16
+	} else {
+		copy(src[:], in[12:16])
+		copy(dst[:], in[16:20])
+	}
+	proto := uint64(encap.ProtoTCP)
+	if udp {
+		proto = encap.ProtoUDP
+	}
+	// Everything in the pseudo-header but the length is the same for all.
+	pseudo := encap.Sum(src[:addrLen], encap.Sum(dst[:addrLen], proto))
+	id := binary.BigEndian.Uint16(in[4:])
+	var seq uint32
+	var flags uint8
+	if !udp {
+		seq = binary.BigEndian.Uint32(in[iphl+4:])
+		flags = in[iphl+13]
+	}
+	for i := range n {
+		chunk := payload[i*h.gsoSize : min((i+1)*h.gsoSize, len(payload))]
+		b := bufs[i][offset:]
+		copy(b, in[:hl])
+		copy(b[hl:], chunk)
+		total := hl + len(chunk)
+		sizes[i] = total
+		if v6 {
+			binary.BigEndian.PutUint16(b[4:], uint16(total-40))
+		} else {
+			binary.BigEndian.PutUint16(b[2:], uint16(total))
+			binary.BigEndian.PutUint16(b[4:], id+uint16(i))
+			b[10], b[11] = 0, 0
+			binary.BigEndian.PutUint16(b[10:], encap.IPv4Checksum(b[:iphl]))
+		}
+		t := b[iphl:total]
+		l4len := total - iphl
+		var csumAt int
+		if udp {
+			binary.BigEndian.PutUint16(t[4:], uint16(l4len))
+			csumAt = 6
+		} else {
+			binary.BigEndian.PutUint32(t[4:], seq+uint32(i*h.gsoSize))
+			f := flags
+			if i > 0 {
+				f &^= tcpFlagCWR // CWR goes out once, on the first segment
+			}
+			if i < n-1 {
+				f &^= tcpFlagFIN | tcpFlagPSH // only the last ends or pushes
+			}
+			t[13] = f
+			csumAt = 16
+		}
+		t[csumAt], t[csumAt+1] = 0, 0
+		c := ^encap.Fold(encap.Sum(t, pseudo+uint64(l4len)))
+		if udp && c == 0 {
+			c = 0xffff
+		}
+		binary.BigEndian.PutUint16(t[csumAt:], c)
+	}
+	return n, nil
+}
