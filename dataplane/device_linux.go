@@ -81,6 +81,18 @@ func openDevice(cfg *config.Config, n int) ([]Device, func(), error) {
 	for range n {
 		switch cfg.Device.Mode {
 		case config.ModeTAP:
+			if offload {
+				td, err := openVnetTAP(name, n > 1)
+				if err == nil {
+					devs = append(devs, td)
+					continue
+				}
+				if cfg.Offload != "auto" || len(devs) > 0 {
+					return fail(fmt.Errorf("create tap %q with offloads: %w", name, err))
+				}
+				slog.Warn("TAP offloads unavailable; running without", "device", name, "err", err)
+				offload = false
+			}
 			ifce, err := water.New(water.Config{DeviceType: water.TAP, PlatformSpecificParams: water.PlatformSpecificParams{Name: name, MultiQueue: n > 1}})
 			if err != nil {
 				return fail(fmt.Errorf("create tap %q: %w", name, err))
@@ -121,13 +133,7 @@ func openDevice(cfg *config.Config, n int) ([]Device, func(), error) {
 // steerQueues attaches the flow-hash steering program (steer_linux.go) to
 // the device that dev is a queue of.
 func steerQueues(dev Device, l2 int32) error {
-	var f *os.File
-	switch d := dev.(type) {
-	case tun.Device:
-		f = d.File()
-	case *tapDevice:
-		f = d.file()
-	}
+	f := deviceFile(dev)
 	if f == nil {
 		return errors.ErrUnsupported
 	}
@@ -275,6 +281,20 @@ func prefixToIPNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}
 }
 
+// deviceFile returns the file of a device queue, or nil.
+func deviceFile(dev Device) *os.File {
+	switch d := dev.(type) {
+	case vnetDevice:
+		f, _ := d.vnet()
+		return f
+	case tun.Device:
+		return d.File()
+	case *tapDevice:
+		return d.file()
+	}
+	return nil
+}
+
 // readProbe tells, without blocking, whether a device has a packet queued.
 type readProbe struct {
 	rc    syscall.RawConn
@@ -285,13 +305,7 @@ type readProbe struct {
 
 // newReadProbe returns a probe for dev, or nil when dev has no file to poll.
 func newReadProbe(dev Device) *readProbe {
-	var f *os.File
-	switch d := dev.(type) {
-	case tun.Device:
-		f = d.File()
-	case *tapDevice:
-		f = d.file()
-	}
+	f := deviceFile(dev)
 	if f == nil {
 		return nil
 	}

@@ -51,8 +51,10 @@ func parseVirtioHdr(b []byte) virtioHdr {
 
 // splitSuper writes the packet in (after its virtio header h) into
 // bufs[i][offset:], one segment each, and returns the number of packets
-// and their sizes.
-func splitSuper(in []byte, h virtioHdr, bufs [][]byte, sizes []int, offset int) (int, error) {
+// and their sizes. l2 is the length of the link-layer header in front of
+// the IP header: 0 for TUN, 14 for TAP (whose offsets count from the
+// Ethernet header, and whose Ethernet header every segment repeats).
+func splitSuper(in []byte, h virtioHdr, l2 int, bufs [][]byte, sizes []int, offset int) (int, error) {
 	gso := h.gsoType &^ virtioGSOECN
 	if gso == virtioGSONone {
 		if h.flags&virtioNeedsCsum != 0 {
@@ -70,14 +72,15 @@ func splitSuper(in []byte, h virtioHdr, bufs [][]byte, sizes []int, offset int) 
 		sizes[0] = copy(bufs[0][offset:], in)
 		return 1, nil
 	}
-	if len(in) < 20 {
+	if len(in) < l2+20 {
 		return 0, errBadSuper
 	}
-	v6 := in[0]>>4 == 6
-	iphl := h.csumStart // the transport header starts where the checksum does
+	ip := in[l2:]
+	v6 := ip[0]>>4 == 6
+	iphl := h.csumStart - l2 // the transport header starts where the checksum does
 	switch {
-	case in[0]>>4 == 4 && (gso == virtioGSOTCPv4 || gso == virtioGSOUDPL4):
-		if iphl < 20 || iphl != int(in[0]&0xf)*4 {
+	case ip[0]>>4 == 4 && (gso == virtioGSOTCPv4 || gso == virtioGSOUDPL4):
+		if iphl < 20 || iphl != int(ip[0]&0xf)*4 {
 			return 0, errBadSuper
 		}
 	case v6 && (gso == virtioGSOTCPv6 || gso == virtioGSOUDPL4):
@@ -90,20 +93,20 @@ func splitSuper(in []byte, h virtioHdr, bufs [][]byte, sizes []int, offset int) 
 	udp := gso == virtioGSOUDPL4
 	// The kernel's hdr_len can cover the whole first packet on the forward
 	// path; the transport header says where the payload starts.
-	hl := iphl + 8
+	hl := iphl + 8 // IP and transport headers
 	if !udp {
-		if len(in) < iphl+20 {
+		if len(ip) < iphl+20 {
 			return 0, errBadSuper
 		}
-		hl = iphl + int(in[iphl+12]>>4)*4
+		hl = iphl + int(ip[iphl+12]>>4)*4
 		if hl < iphl+20 {
 			return 0, errBadSuper
 		}
 	}
-	if hl > len(in) || hl > maxSplitHeaders || h.gsoSize <= 0 {
+	if hl > len(ip) || hl > maxSplitHeaders || h.gsoSize <= 0 {
 		return 0, errBadSuper
 	}
-	payload := in[hl:]
+	payload := ip[hl:]
 	n := (len(payload) + h.gsoSize - 1) / h.gsoSize
 	if n == 0 {
 		n = 1
@@ -111,18 +114,18 @@ func splitSuper(in []byte, h virtioHdr, bufs [][]byte, sizes []int, offset int) 
 	if n > len(bufs) {
 		return 0, errTooManySegments
 	}
-	if hl+min(h.gsoSize, len(payload)) > len(bufs[0])-offset {
+	if l2+hl+min(h.gsoSize, len(payload)) > len(bufs[0])-offset {
 		return 0, errBadSuper
 	}
 	var src, dst [16]byte
 	addrLen := 4
 	if v6 {
-		copy(src[:], in[8:24])
-		copy(dst[:], in[24:40])
+		copy(src[:], ip[8:24])
+		copy(dst[:], ip[24:40])
 		addrLen = 16
 	} else {
-		copy(src[:], in[12:16])
-		copy(dst[:], in[16:20])
+		copy(src[:], ip[12:16])
+		copy(dst[:], ip[16:20])
 	}
 	proto := uint64(encap.ProtoTCP)
 	if udp {
@@ -130,20 +133,21 @@ func splitSuper(in []byte, h virtioHdr, bufs [][]byte, sizes []int, offset int) 
 	}
 	// Everything in the pseudo-header but the length is the same for all.
 	pseudo := encap.Sum(src[:addrLen], encap.Sum(dst[:addrLen], proto))
-	id := binary.BigEndian.Uint16(in[4:])
+	id := binary.BigEndian.Uint16(ip[4:])
 	var seq uint32
 	var flags uint8
 	if !udp {
-		seq = binary.BigEndian.Uint32(in[iphl+4:])
-		flags = in[iphl+13]
+		seq = binary.BigEndian.Uint32(ip[iphl+4:])
+		flags = ip[iphl+13]
 	}
 	for i := range n {
 		chunk := payload[i*h.gsoSize : min((i+1)*h.gsoSize, len(payload))]
 		b := bufs[i][offset:]
-		copy(b, in[:hl])
-		copy(b[hl:], chunk)
-		total := hl + len(chunk)
-		sizes[i] = total
+		copy(b, in[:l2+hl])
+		copy(b[l2+hl:], chunk)
+		sizes[i] = l2 + hl + len(chunk)
+		b = b[l2:sizes[i]] // the IP packet
+		total := len(b)
 		if v6 {
 			binary.BigEndian.PutUint16(b[4:], uint16(total-40))
 		} else {
@@ -152,7 +156,7 @@ func splitSuper(in []byte, h virtioHdr, bufs [][]byte, sizes []int, offset int) 
 			b[10], b[11] = 0, 0
 			binary.BigEndian.PutUint16(b[10:], encap.IPv4Checksum(b[:iphl]))
 		}
-		t := b[iphl:total]
+		t := b[iphl:]
 		l4len := total - iphl
 		var csumAt int
 		if udp {

@@ -112,7 +112,7 @@ func TestSplitSuper(t *testing.T) {
 				bufs[i] = make([]byte, Headroom+1500)
 			}
 			sizes := make([]int, 64)
-			n, err := splitSuper(in, h, bufs, sizes, Headroom)
+			n, err := splitSuper(in, h, 0, bufs, sizes, Headroom)
 			if err != nil || n != tc.wantSegments {
 				t.Fatalf("split: %d segments, %v; want %d", n, err, tc.wantSegments)
 			}
@@ -180,7 +180,7 @@ func TestSplitSuperSingleNeedsCsum(t *testing.T) {
 	in, h, _ := superPacket(t, false, false, 300, 1400, tcpFlagACK)
 	h.gsoType = virtioGSONone
 	bufs, sizes := [][]byte{make([]byte, Headroom+1500)}, []int{0}
-	if n, err := splitSuper(in, h, bufs, sizes, Headroom); n != 1 || err != nil {
+	if n, err := splitSuper(in, h, 0, bufs, sizes, Headroom); n != 1 || err != nil {
 		t.Fatalf("%d, %v", n, err)
 	}
 	seg := bufs[0][Headroom : Headroom+sizes[0]]
@@ -197,22 +197,22 @@ func TestSplitSuperRejects(t *testing.T) {
 		bufs[i] = make([]byte, Headroom+1500)
 	}
 	sizes := make([]int, 4)
-	if _, err := splitSuper(in, h, bufs, sizes, Headroom); err != errTooManySegments {
+	if _, err := splitSuper(in, h, 0, bufs, sizes, Headroom); err != errTooManySegments {
 		t.Fatalf("8 segments into 4 buffers: %v", err)
 	}
 	bad := h
 	bad.csumStart = 24 // not the IPv4 header length
-	if _, err := splitSuper(in, bad, bufs, sizes, Headroom); err != errBadSuper {
+	if _, err := splitSuper(in, bad, 0, bufs, sizes, Headroom); err != errBadSuper {
 		t.Fatalf("csum_start 24: %v", err)
 	}
 	bad = h
 	bad.gsoType = virtioGSOTCPv6 // IPv4 packet
-	if _, err := splitSuper(in, bad, bufs, sizes, Headroom); err != errBadSuper {
+	if _, err := splitSuper(in, bad, 0, bufs, sizes, Headroom); err != errBadSuper {
 		t.Fatalf("v6 GSO on IPv4: %v", err)
 	}
 	bad = h
 	bad.gsoSize = 0
-	if _, err := splitSuper(in, bad, bufs, sizes, Headroom); err != errBadSuper {
+	if _, err := splitSuper(in, bad, 0, bufs, sizes, Headroom); err != errBadSuper {
 		t.Fatalf("gso_size 0: %v", err)
 	}
 }
@@ -224,7 +224,7 @@ func TestSplitSuperAllocatesNothing(t *testing.T) {
 		bufs[i] = make([]byte, Headroom+1500)
 	}
 	sizes := make([]int, 64)
-	if a := testing.AllocsPerRun(50, func() { splitSuper(in, h, bufs, sizes, Headroom) }); a != 0 {
+	if a := testing.AllocsPerRun(50, func() { splitSuper(in, h, 0, bufs, sizes, Headroom) }); a != 0 {
 		t.Fatalf("splitSuper allocates %.1f", a)
 	}
 }
@@ -238,7 +238,7 @@ func BenchmarkSplitSuper(b *testing.B) {
 	sizes := make([]int, 64)
 	b.SetBytes(int64(len(in)))
 	for b.Loop() {
-		splitSuper(in, h, bufs, sizes, Headroom)
+		splitSuper(in, h, 0, bufs, sizes, Headroom)
 	}
 }
 
@@ -268,7 +268,8 @@ func FuzzSplitSuper(f *testing.F) {
 		if len(data) < virtioHdrLen {
 			return
 		}
-		n, err := splitSuper(data[virtioHdrLen:], parseVirtioHdr(data), bufs, sizes, Headroom)
+		l2 := 14 * int(data[0]&0x40>>6) // TUN or TAP, from a bit of the flags byte
+		n, err := splitSuper(data[virtioHdrLen:], parseVirtioHdr(data), l2, bufs, sizes, Headroom)
 		if err != nil && n != 0 {
 			t.Fatalf("error %v with %d segments", err, n)
 		}
@@ -278,4 +279,58 @@ func FuzzSplitSuper(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestVnetTAPFrames: TAP queues carry an Ethernet header in front of the
+// IP packet; split repeats it on every segment, and coalescing merges
+// only frames with equal Ethernet headers and offsets the virtio header
+// by it.
+func TestVnetTAPFrames(t *testing.T) {
+	eth := []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00}
+	in, h, payload := superPacket(t, false, false, 4000, 1400, tcpFlagACK|tcpFlagPSH)
+	frame := append(append([]byte(nil), eth...), in...)
+	h.csumStart += 14
+	bufs := make([][]byte, 8)
+	for i := range bufs {
+		bufs[i] = make([]byte, Headroom+1514)
+	}
+	sizes := make([]int, 8)
+	n, err := splitSuper(frame, h, 14, bufs, sizes, Headroom)
+	if err != nil || n != 3 {
+		t.Fatalf("split: %d, %v", n, err)
+	}
+	var frames [][]byte
+	var got []byte
+	for i := range n {
+		f := bufs[i][Headroom : Headroom+sizes[i]]
+		if !bytes.Equal(f[:14], eth) {
+			t.Fatalf("segment %d: Ethernet header % x", i, f[:14])
+		}
+		s := parseTCPSeg(f[14:])
+		if !s.ok || !tcpChecksumOK(f[14:], &s) {
+			t.Fatalf("segment %d: not a valid TCP segment", i)
+		}
+		got = append(got, f[14+s.hl:]...)
+		frames = append(frames, append([]byte(nil), f...))
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatal("payload differs")
+	}
+	other := make([][]byte, n)
+	for i := range frames {
+		other[i] = append([]byte(nil), frames[i]...)
+	}
+	segs := make([]tcpSeg, n)
+	if ends := coalesceRuns(frames, segs, nil, 14); !equalInts(ends, []int{3}) {
+		t.Fatalf("runs %v, want [3]", ends)
+	}
+	var vh [virtioHdrLen]byte
+	superHeader(frames[0][14:], &segs[0], 4000, true, 14, &vh)
+	if binary.LittleEndian.Uint16(vh[6:]) != 14+20 || binary.LittleEndian.Uint16(vh[2:]) != uint16(14+segs[0].hl) {
+		t.Fatalf("virtio header % x", vh)
+	}
+	other[2][0] ^= 0x10 // another destination MAC
+	if ends := coalesceRuns(other, segs, nil, 14); !equalInts(ends, []int{2, 3}) {
+		t.Fatalf("runs %v, want [2 3]", ends)
+	}
 }

@@ -133,11 +133,15 @@ func pseudoSum(p []byte, s *tcpSeg, n int) uint64 {
 // coalesceRuns splits pkts into runs to write as one packet each: it
 // fills segs (one per packet) and returns the end index of every run in
 // ends. A run of several is always TCP segments that passed sameFlow and
-// their checksums, in sequence.
-func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int) []int {
+// their checksums, in sequence. Each packet starts with l2 bytes of
+// link-layer header (TAP: 14), which must be equal within a run.
+func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int, l2 int) []int {
 	ends = ends[:0]
 	for i := range pkts {
-		segs[i] = parseTCPSeg(pkts[i])
+		segs[i] = tcpSeg{}
+		if len(pkts[i]) > l2 {
+			segs[i] = parseTCPSeg(pkts[i][l2:])
+		}
 	}
 	for i := 0; i < len(pkts); {
 		j := i + 1
@@ -148,17 +152,17 @@ func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int) []int {
 			for j < len(pkts) && j-i < maxCoalesceSegments {
 				s := &segs[j]
 				if !s.ok || s.seq != next || s.pay > h.pay || total+s.pay > maxCoalesceBytes ||
-					!sameFlow(pkts[i], pkts[j], h, s) {
+					!bytes.Equal(pkts[i][:l2], pkts[j][:l2]) || !sameFlow(pkts[i][l2:], pkts[j][l2:], h, s) {
 					break
 				}
 				if !verified {
-					if !tcpChecksumOK(pkts[i], h) {
+					if !tcpChecksumOK(pkts[i][l2:], h) {
 						h.ok = false
 						break
 					}
 					verified = true
 				}
-				if !tcpChecksumOK(pkts[j], s) {
+				if !tcpChecksumOK(pkts[j][l2:], s) {
 					s.ok = false // written alone; the kernel drops it and counts TCP InCsumErrors
 					break
 				}
@@ -176,10 +180,11 @@ func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int) []int {
 	return ends
 }
 
-// superHeader rewrites the headers of head, the first packet of a run of
-// n segments carrying pay payload bytes in all (psh: the last had PSH),
-// into those of the super-packet, and fills the virtio header vh.
-func superHeader(head []byte, h *tcpSeg, pay int, psh bool, vh *[virtioHdrLen]byte) {
+// superHeader rewrites the headers of head, the first IP packet of a run
+// of segments carrying pay payload bytes in all (psh: the last had PSH),
+// into those of the super-packet, and fills the virtio header vh, whose
+// offsets count l2 bytes of link-layer header in front of head.
+func superHeader(head []byte, h *tcpSeg, pay int, psh bool, l2 int, vh *[virtioHdrLen]byte) {
 	tcpLen := h.hl - h.iphl + pay
 	if h.v6 {
 		binary.BigEndian.PutUint16(head[4:], uint16(tcpLen))
@@ -198,8 +203,8 @@ func superHeader(head []byte, h *tcpSeg, pay int, psh bool, vh *[virtioHdrLen]by
 	// kernel adds the rest from csum_start (CHECKSUM_PARTIAL).
 	binary.BigEndian.PutUint16(t[16:], encap.Fold(pseudoSum(head, h, tcpLen)))
 	vh[0] = virtioNeedsCsum
-	binary.LittleEndian.PutUint16(vh[2:], uint16(h.hl))   // hdr_len
-	binary.LittleEndian.PutUint16(vh[4:], uint16(h.pay))  // gso_size
-	binary.LittleEndian.PutUint16(vh[6:], uint16(h.iphl)) // csum_start
+	binary.LittleEndian.PutUint16(vh[2:], uint16(l2+h.hl))   // hdr_len
+	binary.LittleEndian.PutUint16(vh[4:], uint16(h.pay))     // gso_size
+	binary.LittleEndian.PutUint16(vh[6:], uint16(l2+h.iphl)) // csum_start
 	binary.LittleEndian.PutUint16(vh[8:], uint16(16))     // csum_offset: the TCP checksum
 }

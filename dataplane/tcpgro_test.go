@@ -61,7 +61,7 @@ func buildSeg(t testing.TB, o segOpt) []byte {
 }
 
 func runsOf(pkts [][]byte) []int {
-	return coalesceRuns(pkts, make([]tcpSeg, len(pkts)), nil)
+	return coalesceRuns(pkts, make([]tcpSeg, len(pkts)), nil, 0)
 }
 
 func TestCoalesceRuns(t *testing.T) {
@@ -145,7 +145,7 @@ func TestSuperPacket(t *testing.T) {
 			want = append(want, p[len(p)-o.pay:]...)
 		}
 		segs := make([]tcpSeg, n)
-		if ends := coalesceRuns(pkts, segs, nil); !equalInts(ends, []int{n}) {
+		if ends := coalesceRuns(pkts, segs, nil, 0); !equalInts(ends, []int{n}) {
 			t.Fatalf("v6=%v: runs %v", v6, ends)
 		}
 		var vh [virtioHdrLen]byte
@@ -153,7 +153,7 @@ func TestSuperPacket(t *testing.T) {
 		for _, s := range segs {
 			pay += s.pay
 		}
-		superHeader(pkts[0], &segs[0], pay, true, &vh)
+		superHeader(pkts[0], &segs[0], pay, true, 0, &vh)
 		sp := append([]byte(nil), pkts[0]...)
 		for i := 1; i < n; i++ {
 			sp = append(sp, pkts[i][segs[i].hl:]...)
@@ -211,7 +211,7 @@ func TestCoalesceRunsAllocatesNothing(t *testing.T) {
 		pkts = append(pkts, buildSeg(t, segOpt{sport: 40000, seq: uint32(i * 1400), pay: 1400, ts: 5}))
 	}
 	segs, ends := make([]tcpSeg, len(pkts)), make([]int, 0, len(pkts))
-	if a := testing.AllocsPerRun(100, func() { ends = coalesceRuns(pkts, segs, ends) }); a != 0 {
+	if a := testing.AllocsPerRun(100, func() { ends = coalesceRuns(pkts, segs, ends, 0) }); a != 0 {
 		t.Fatalf("coalesceRuns allocates %.1f per batch", a)
 	}
 }
@@ -224,7 +224,7 @@ func BenchmarkCoalesceRuns(b *testing.B) {
 	segs, ends := make([]tcpSeg, len(pkts)), make([]int, 0, len(pkts))
 	b.SetBytes(44 * 1400)
 	for b.Loop() {
-		ends = coalesceRuns(pkts, segs, ends)
+		ends = coalesceRuns(pkts, segs, ends, 0)
 	}
 }
 
@@ -253,7 +253,7 @@ func FuzzCoalesce(f *testing.F) {
 			in = in[n:]
 		}
 		segs := make([]tcpSeg, len(pkts))
-		ends := coalesceRuns(pkts, segs, nil)
+		ends := coalesceRuns(pkts, segs, nil, 0)
 		start := 0
 		for _, end := range ends {
 			if end <= start || end > len(pkts) {
@@ -272,7 +272,7 @@ func FuzzCoalesce(f *testing.F) {
 					t.Fatalf("run of %d bytes", segs[start].hl+pay)
 				}
 				var vh [virtioHdrLen]byte
-				superHeader(pkts[start], &segs[start], pay, false, &vh)
+				superHeader(pkts[start], &segs[start], pay, false, 0, &vh)
 			}
 			start = end
 		}

@@ -6,7 +6,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // vnetWriter writes batches of inner packets to a TUN queue opened with
@@ -15,6 +14,7 @@ import (
 // so packets may share a buffer (the segments of one UDP GRO read).
 type vnetWriter struct {
 	rc   syscall.RawConn
+	l2   int // link-layer header in front of each packet (TAP: 14)
 	segs []tcpSeg
 	ends []int
 	iovs []unix.Iovec
@@ -30,15 +30,14 @@ type vnetWriter struct {
 	fn      func(fd uintptr) bool
 }
 
-// newVnetWriter returns a writer for dev when it is a TUN queue with the
-// virtio header (wireguard-go reports a batch size above one only then),
-// or nil.
+// newVnetWriter returns a writer for dev when it is a device queue with
+// the virtio header (vnet_linux.go), or nil.
 func newVnetWriter(dev Device, size int) *vnetWriter {
-	td, ok := dev.(tun.Device)
-	if !ok || td.BatchSize() <= 1 {
+	vd, ok := dev.(vnetDevice)
+	if !ok {
 		return nil
 	}
-	f := td.File()
+	f, l2 := vd.vnet()
 	if f == nil {
 		return nil
 	}
@@ -46,7 +45,7 @@ func newVnetWriter(dev Device, size int) *vnetWriter {
 	if err != nil {
 		return nil
 	}
-	w := &vnetWriter{rc: rc, segs: make([]tcpSeg, size), ends: make([]int, 0, size),
+	w := &vnetWriter{rc: rc, l2: l2, segs: make([]tcpSeg, size), ends: make([]int, 0, size),
 		iovs: make([]unix.Iovec, 0, maxCoalesceSegments+1)}
 	w.fn = w.writeRuns
 	return w
@@ -55,7 +54,7 @@ func newVnetWriter(dev Device, size int) *vnetWriter {
 // write writes pkts (at most the size given to newVnetWriter) and returns
 // how many the kernel refused. The error is only ever a closed device.
 func (w *vnetWriter) write(pkts [][]byte) (dropped int, err error) {
-	w.ends = coalesceRuns(pkts, w.segs, w.ends)
+	w.ends = coalesceRuns(pkts, w.segs, w.ends, w.l2)
 	w.pkts, w.next, w.dropped, w.err = pkts, 0, 0, nil
 	if err := w.rc.Write(w.fn); err != nil {
 		return w.dropped, err
@@ -85,11 +84,11 @@ func (w *vnetWriter) writeRuns(fd uintptr) bool {
 			for i := start; i < end; i++ {
 				pay += w.segs[i].pay
 			}
-			superHeader(head, h, pay, w.segs[end-1].flags&tcpFlagPSH != 0, &w.vh)
+			superHeader(head[w.l2:], h, pay, w.segs[end-1].flags&tcpFlagPSH != 0, w.l2, &w.vh)
 			iovs = appendIovec(iovs, w.vh[:])
 			iovs = appendIovec(iovs, head)
 			for i := start + 1; i < end; i++ {
-				iovs = appendIovec(iovs, w.pkts[i][w.segs[i].hl:])
+				iovs = appendIovec(iovs, w.pkts[i][w.l2+w.segs[i].hl:])
 			}
 		}
 		_, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iovs[0])), uintptr(len(iovs)))

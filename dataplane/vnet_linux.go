@@ -1,0 +1,197 @@
+package dataplane
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// Devices with the virtio header (IFF_VNET_HDR), whose reads and writes
+// tunneld does itself: reads split offloaded super-packets (gsosplit.go),
+// writes coalesce TCP runs (tcpgro.go, tunwrite_linux.go).
+//
+// TUN queues come from wireguard-go's tun, which opens them, turns the
+// offloads on and keeps Write (used for the few packets tunneld makes
+// itself, ICMP errors), Name and Close. TAP queues tunneld opens itself:
+// water, the TAP library for the offload-free path, has no virtio header.
+
+// vnetDevice is a device queue with the virtio header: its file and the
+// link-layer header length in front of the IP header (TUN 0, TAP 14).
+type vnetDevice interface {
+	Device
+	vnet() (*os.File, int)
+}
+
+var (
+	_ vnetDevice = (*vnetTUN)(nil)
+	_ vnetDevice = (*vnetTAP)(nil)
+)
+
+// vnetReader reads one packet per system call and splits it.
+type vnetReader struct {
+	rc      syscall.RawConn
+	l2      int
+	scratch []byte // virtio header + up to 64 KiB packet
+
+	// The current read, kept here for fn (allocated once: a closure per
+	// call would escape).
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+func newVnetReader(f *os.File, l2 int) (*vnetReader, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	r := &vnetReader{rc: rc, l2: l2, scratch: make([]byte, virtioHdrLen+65535+l2)}
+	r.fn = func(fd uintptr) bool {
+		n, _, errno := unix.Syscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.scratch[0])), uintptr(len(r.scratch)))
+		if errno == unix.EAGAIN {
+			return false
+		}
+		r.n, r.errno = int(n), errno
+		return true
+	}
+	return r, nil
+}
+
+// read reads one packet and splits it into bufs (the tun.Device.Read
+// contract).
+func (r *vnetReader) read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	for {
+		r.n, r.errno = 0, 0
+		if err := r.rc.Read(r.fn); err != nil {
+			return 0, os.ErrClosed // the file is closing
+		}
+		switch r.errno {
+		case 0:
+		case unix.EBADFD:
+			return 0, os.ErrClosed // a deleted device's queue
+		case unix.EINTR:
+			continue
+		default:
+			return 0, r.errno
+		}
+		if r.n < virtioHdrLen {
+			return 0, errBadSuper
+		}
+		return splitSuper(r.scratch[virtioHdrLen:r.n], parseVirtioHdr(r.scratch), r.l2, bufs, sizes, offset)
+	}
+}
+
+// vnetTUN is a wireguard-go TUN queue with tunneld's reader.
+type vnetTUN struct {
+	tun.Device
+	r *vnetReader
+}
+
+// wrapVnetTUN returns dev with tunneld's reader when dev is a TUN queue
+// with the virtio header (wireguard-go reports a batch size above one only
+// then), else dev.
+func wrapVnetTUN(dev tun.Device) Device {
+	if dev.BatchSize() <= 1 || dev.File() == nil {
+		return dev
+	}
+	r, err := newVnetReader(dev.File(), 0)
+	if err != nil {
+		return dev
+	}
+	return &vnetTUN{Device: dev, r: r}
+}
+
+func (t *vnetTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return t.r.read(bufs, sizes, offset)
+}
+
+func (t *vnetTUN) vnet() (*os.File, int) { return t.Device.File(), 0 }
+
+// vnetTAP is a TAP queue opened with the virtio header and TSO/USO.
+type vnetTAP struct {
+	f    *os.File
+	name string
+	r    *vnetReader
+	hdr  [virtioHdrLen]byte // zero: a complete packet, no offload
+	iovs [2]unix.Iovec
+}
+
+// openVnetTAP opens one queue of TAP device name with the virtio header
+// and TCP (and, where the kernel has it, UDP) segmentation offload.
+func openVnetTAP(name string, multi bool) (*vnetTAP, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	ifr.SetUint16(flags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUNSETIFF: %w", err)
+	}
+	tcp := unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcp); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUNSETOFFLOAD: %w", err)
+	}
+	unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcp|unix.TUN_F_USO4|unix.TUN_F_USO6) // Linux 6.2 and later
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "/dev/net/tun")
+	r, err := newVnetReader(f, 14)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &vnetTAP{f: f, name: ifr.Name(), r: r}, nil
+}
+
+func (t *vnetTAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return t.r.read(bufs, sizes, offset)
+}
+
+// Write writes each frame as it is (the data path writes through
+// vnetWriter; this serves the frames tunneld makes itself).
+func (t *vnetTAP) Write(bufs [][]byte, offset int) (int, error) {
+	for i, b := range bufs {
+		b = b[offset:]
+		if len(b) == 0 {
+			continue
+		}
+		var errno syscall.Errno
+		err := t.r.rc.Write(func(fd uintptr) bool {
+			t.iovs[0] = unix.Iovec{Base: &t.hdr[0]}
+			t.iovs[0].SetLen(virtioHdrLen)
+			t.iovs[1] = unix.Iovec{Base: &b[0]}
+			t.iovs[1].SetLen(len(b))
+			_, _, errno = unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&t.iovs[0])), 2)
+			return errno != unix.EAGAIN
+		})
+		if err != nil || errno == unix.EBADFD {
+			return i, os.ErrClosed
+		}
+		if errno != 0 {
+			return i, errno
+		}
+	}
+	return len(bufs), nil
+}
+
+func (t *vnetTAP) BatchSize() int        { return 128 }
+func (t *vnetTAP) Name() (string, error) { return t.name, nil }
+func (t *vnetTAP) Close() error          { return t.f.Close() }
+func (t *vnetTAP) vnet() (*os.File, int) { return t.f, 14 }
