@@ -206,5 +206,5 @@ func superHeader(head []byte, h *tcpSeg, pay int, psh bool, l2 int, vh *[virtioH
 	binary.LittleEndian.PutUint16(vh[2:], uint16(l2+h.hl))   // hdr_len
 	binary.LittleEndian.PutUint16(vh[4:], uint16(h.pay))     // gso_size
 	binary.LittleEndian.PutUint16(vh[6:], uint16(l2+h.iphl)) // csum_start
-	binary.LittleEndian.PutUint16(vh[8:], uint16(16))     // csum_offset: the TCP checksum
+	binary.LittleEndian.PutUint16(vh[8:], uint16(16))        // csum_offset: the TCP checksum
 }
