@@ -49,6 +49,10 @@ import (
 
 // Start launches the pipeline goroutines.
 func (d *Dataplane) Start() {
+	if t := d.cfg.WakeTick; t > 0 {
+		d.wg.Add(1)
+		go d.routineWarm(t)
+	}
 	for _, q := range d.queues {
 		if !d.direct {
 			d.wg.Add(2)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Mode is the kind of overlay device: L3 (tun) or L2 (tap).
@@ -37,6 +38,8 @@ const (
 	DefaultTTL           = 64
 	DefaultOffload       = "auto"
 	DefaultPipeline      = "direct"
+	DefaultWakeTick      = time.Millisecond
+	MaxWakeTick          = 100 * time.Millisecond
 	DefaultMetricsListen = "127.0.0.1:9109"
 	DefaultLogLevel      = "info"
 	DefaultBackend       = BackendUserspace
@@ -95,6 +98,9 @@ type Config struct {
 	// lock-free rings). See dataplane/pipeline.go for the measurements.
 	Pipeline string
 	Queues   int // 0 = one per CPU
+	// WakeTick, while traffic flows, wakes the process this often (0: never)
+	// so that the next packet finds a warm CPU; see dataplane/warm.go.
+	WakeTick time.Duration
 	Metrics  Metrics
 	Log      Log
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/bad-*.err from the current output")
@@ -85,6 +86,7 @@ func TestParseValidFiles(t *testing.T) {
 			Offload:   "off",
 			Pipeline:  "direct",
 			Queues:    4,
+			WakeTick:  time.Millisecond,
 			Metrics:   Metrics{Listen: "[::1]:9200"},
 			Log:       Log{Level: "debug"},
 		}},
@@ -103,6 +105,7 @@ func TestParseValidFiles(t *testing.T) {
 			Backend:   "userspace",
 			Offload:   "auto",
 			Pipeline:  "direct",
+			WakeTick:  time.Millisecond,
 			Metrics:   Metrics{Listen: "127.0.0.1:9109"},
 			Log:       Log{Level: "info"},
 		}},
@@ -311,6 +314,8 @@ func TestProblems(t *testing.T) {
 		{"float", withBase("queues: 1.5"), 5, 9, "queues", "must be an integer"},
 		{"yes is not a bool", doc("encap:", "  type: gre", "  checksum: yes", "underlay: {local: 10.99.0.1}"), 3, 13, "encap.checksum", `must be true or false, not "yes"`},
 		{"string of a list", withBase("offload: [auto]"), 5, 10, "offload", "must be a string"},
+		{"wake_tick not a duration", withBase("wake_tick: often"), 5, 12, "wake_tick", `"often" is not a duration from 0 (off) to 100ms`},
+		{"wake_tick too long", withBase("wake_tick: 1s"), 5, 12, "wake_tick", "is not a duration"},
 
 		// device
 		{"mode", withBase("device:", "  mode: tunnel"), 6, 9, "device.mode", `must be "tun" or "tap", not "tunnel"`},
@@ -437,6 +442,8 @@ func TestValidCorners(t *testing.T) {
 		{"metrics disabled", withBase("metrics: {listen: \"\"}")},
 		{"metrics any host", withBase("metrics: {listen: \":9109\"}")},
 		{"hex queues", withBase("queues: 0x10")},
+		{"wake_tick off", withBase("wake_tick: 0")},
+		{"wake_tick 500us", withBase("wake_tick: 500us")},
 		{"jumbo", doc("device: {mtu: 8950}", "encap: {type: vxlan}", "underlay: {local: 10.99.0.1, mtu: 9000}")},
 		{"overlapping but not identical prefixes", withBase("peers:", "  - {remote: 10.99.0.2, prefixes: [10.0.0.0/8]}", "  - {remote: 10.99.0.3, prefixes: [10.1.0.0/16]}")},
 		{"empty file", nil},

@@ -10,13 +10,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
 
 // The schema: the keys each mapping accepts, in documentation order.
 var (
-	topKeys      = []string{"device", "encap", "underlay", "peers", "peers_from", "backend", "offload", "pipeline", "queues", "metrics", "log"}
+	topKeys      = []string{"device", "encap", "underlay", "peers", "peers_from", "backend", "offload", "pipeline", "queues", "wake_tick", "metrics", "log"}
 	deviceKeys   = []string{"name", "mode", "mtu", "addresses", "mac"}
 	encapKeys    = []string{"preset", "type", "vni", "port", "key", "checksum", "sequence", "ttl", "tos", "df"}
 	underlayKeys = []string{"local", "mtu"}
@@ -136,6 +137,7 @@ func (d *decoder) decode(data []byte) *Config {
 		Backend:   DefaultBackend,
 		Offload:   DefaultOffload,
 		Pipeline:  DefaultPipeline,
+		WakeTick:  DefaultWakeTick,
 		Metrics:   Metrics{Listen: DefaultMetricsListen},
 		Log:       Log{Level: DefaultLogLevel},
 	}
@@ -176,6 +178,18 @@ func (d *decoder) decode(data []byte) *Config {
 			c.Pipeline, _ = d.str(n, path)
 		case "queues":
 			c.Queues, _ = d.integer(n, path, 0, MaxQueues)
+		case "wake_tick":
+			if s, ok := d.str(n, path); ok {
+				t, err := time.ParseDuration(s)
+				if s == "0" {
+					t, err = 0, nil
+				}
+				if err != nil || t < 0 || t > MaxWakeTick {
+					d.problem(n, path, "%q is not a duration from 0 (off) to %s, like 1ms", s, MaxWakeTick)
+				} else {
+					c.WakeTick = t
+				}
+			}
 		case "metrics":
 			d.mapping(n, path, metricsKeys, func(_ string, n *yaml.Node, path string) {
 				c.Metrics.Listen, _ = d.str(n, path)

@@ -19,6 +19,7 @@ type (
 		Offload   string       `yaml:"offload"`
 		Pipeline  string       `yaml:"pipeline"`
 		Queues    int          `yaml:"queues"`
+		WakeTick  string       `yaml:"wake_tick"`
 		Metrics   Metrics      `yaml:"metrics"`
 		Log       Log          `yaml:"log"`
 	}
@@ -72,6 +73,7 @@ func (c *Config) Marshal() ([]byte, error) {
 		Offload:   c.Offload,
 		Pipeline:  c.Pipeline,
 		Queues:    c.Queues,
+		WakeTick:  c.WakeTick.String(),
 		Metrics:   c.Metrics,
 		Log:       c.Log,
 	}
