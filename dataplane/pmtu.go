@@ -22,16 +22,7 @@ import (
 
 // kernelHeaderLen is what the kernel adds in front of what we hand the
 // socket: the outer IP header, and the UDP header for UDP tunnels.
-func (d *Dataplane) kernelHeaderLen() int {
-	n := encap.IPv4Len
-	if d.cfg.Underlay.Local.Is6() {
-		n = encap.IPv6Len
-	}
-	if d.tun.rawProto() == 0 {
-		n += encap.UDPLen
-	}
-	return n
-}
+func (d *Dataplane) kernelHeaderLen() int { return d.tun.outerLen }
 
 // pathMTU returns the path MTU to remote (see above).
 func (d *Dataplane) pathMTU(remote netip.Addr) int {

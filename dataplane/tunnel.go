@@ -24,6 +24,7 @@ type tunnel struct {
 	rawV4    bool // raw IPv4 socket: received packets carry the outer header
 	neigh    *neigh.Responder
 	overhead int // bytes encap prepends in the buffer (not counting the kernel's headers)
+	outerLen int // bytes the kernel prepends: outer IP header, and UDP for UDP encaps
 }
 
 func newTunnel(cfg *config.Config) *tunnel {
@@ -51,6 +52,13 @@ func newTunnel(cfg *config.Config) *tunnel {
 		}
 	case config.EncapIPIP, config.EncapSIT:
 		t.rawV4 = cfg.Underlay.Local.Is4()
+	}
+	t.outerLen = encap.IPv4Len
+	if cfg.Underlay.Local.Is6() {
+		t.outerLen = encap.IPv6Len
+	}
+	if t.rawProto() == 0 {
+		t.outerLen += encap.UDPLen
 	}
 	return t
 }
