@@ -134,6 +134,16 @@ func splitSuper(in []byte, h virtioHdr, l2 int, bufs [][]byte, sizes []int, offs
 	// Everything in the pseudo-header but the length is the same for all.
 	pseudo := encap.Sum(src[:addrLen], encap.Sum(dst[:addrLen], proto))
 	id := binary.BigEndian.Uint16(ip[4:])
+	// The IPv4 header differs between segments only in total length, ID
+	// and checksum: sum the rest once (rereading each segment's header
+	// right after writing its fields was 6% of the sending tunneld).
+	var ipSum uint64
+	if !v6 {
+		var h [60]byte
+		copy(h[:], ip[:iphl])
+		h[2], h[3], h[4], h[5], h[10], h[11] = 0, 0, 0, 0, 0, 0
+		ipSum = encap.Sum(h[:iphl], 0)
+	}
 	var seq uint32
 	var flags uint8
 	if !udp {
@@ -151,10 +161,10 @@ func splitSuper(in []byte, h virtioHdr, l2 int, bufs [][]byte, sizes []int, offs
 		if v6 {
 			binary.BigEndian.PutUint16(b[4:], uint16(total-40))
 		} else {
+			segID := id + uint16(i)
 			binary.BigEndian.PutUint16(b[2:], uint16(total))
-			binary.BigEndian.PutUint16(b[4:], id+uint16(i))
-			b[10], b[11] = 0, 0
-			binary.BigEndian.PutUint16(b[10:], encap.IPv4Checksum(b[:iphl]))
+			binary.BigEndian.PutUint16(b[4:], segID)
+			binary.BigEndian.PutUint16(b[10:], ^encap.Fold(ipSum+uint64(total)+uint64(segID)))
 		}
 		t := b[iphl:]
 		l4len := total - iphl
