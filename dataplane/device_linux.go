@@ -285,7 +285,7 @@ func prefixToIPNet(p netip.Prefix) *net.IPNet {
 func deviceFile(dev Device) *os.File {
 	switch d := dev.(type) {
 	case vnetDevice:
-		f, _ := d.vnet()
+		f, _, _ := d.vnet()
 		return f
 	case tun.Device:
 		return d.File()

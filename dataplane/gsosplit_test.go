@@ -321,7 +321,7 @@ func TestVnetTAPFrames(t *testing.T) {
 		other[i] = append([]byte(nil), frames[i]...)
 	}
 	segs := make([]tcpSeg, n)
-	if ends := coalesceRuns(frames, segs, nil, 14); !equalInts(ends, []int{3}) {
+	if ends := coalesceRuns(frames, segs, nil, 14, false); !equalInts(ends, []int{3}) {
 		t.Fatalf("runs %v, want [3]", ends)
 	}
 	var vh [virtioHdrLen]byte
@@ -330,7 +330,7 @@ func TestVnetTAPFrames(t *testing.T) {
 		t.Fatalf("virtio header % x", vh)
 	}
 	other[2][0] ^= 0x10 // another destination MAC
-	if ends := coalesceRuns(other, segs, nil, 14); !equalInts(ends, []int{2, 3}) {
+	if ends := coalesceRuns(other, segs, nil, 14, false); !equalInts(ends, []int{2, 3}) {
 		t.Fatalf("runs %v, want [2 3]", ends)
 	}
 }

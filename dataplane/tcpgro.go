@@ -46,37 +46,54 @@ const (
 	maxCoalesceBytes    = 65535
 )
 
-// tcpSeg is what coalescing needs to know of one inner packet.
+// tcpSeg is what coalescing needs to know of one inner packet: a TCP
+// segment, or (udp) a UDP datagram.
 type tcpSeg struct {
 	iphl  int // IP header length
-	hl    int // IP + TCP header length
-	pay   int // TCP payload length
+	hl    int // IP + TCP/UDP header length
+	pay   int // TCP/UDP payload length
 	seq   uint32
 	flags uint8
 	v6    bool
-	ok    bool // a TCP segment that may be coalesced
+	udp   bool
+	ok    bool // a segment that may be coalesced
 }
 
 // parseTCPSeg looks at the inner IP packet p (already checked by decap:
 // version, header length and total length agree with len(p)).
-func parseTCPSeg(p []byte) tcpSeg {
+func parseTCPSeg(p []byte) tcpSeg { return parseSeg(p, false) }
+
+// parseSeg is parseTCPSeg that also takes UDP datagrams when the device
+// accepts UDP segmentation offload (uso: TUN_F_USO4/6, Linux 6.2 and
+// later): runs of one UDP flow's equal-sized datagrams then go to the
+// device as one USO super-packet, as wireguard-go's tun.Write does.
+func parseSeg(p []byte, uso bool) tcpSeg {
 	var s tcpSeg
-	if len(p) < 40 {
+	if len(p) < 28 {
 		return s
 	}
+	var proto byte
 	switch p[0] >> 4 {
 	case 4:
-		if p[0] != 0x45 || p[9] != encap.ProtoTCP || binary.BigEndian.Uint16(p[6:])&0x3fff != 0 ||
-			int(binary.BigEndian.Uint16(p[2:])) != len(p) {
+		if p[0] != 0x45 || binary.BigEndian.Uint16(p[6:])&0x3fff != 0 || int(binary.BigEndian.Uint16(p[2:])) != len(p) {
 			return s
 		}
-		s.iphl = 20
+		s.iphl, proto = 20, p[9]
 	case 6:
-		if len(p) < 60 || p[6] != encap.ProtoTCP || int(binary.BigEndian.Uint16(p[4:]))+40 != len(p) {
+		if len(p) < 48 || int(binary.BigEndian.Uint16(p[4:]))+40 != len(p) {
 			return s
 		}
-		s.iphl, s.v6 = 40, true
+		s.iphl, s.v6, proto = 40, true, p[6]
 	default:
+		return s
+	}
+	if proto == encap.ProtoUDP && uso {
+		s.udp, s.hl = true, s.iphl+8
+		s.pay = len(p) - s.hl
+		s.ok = s.pay > 0 && int(binary.BigEndian.Uint16(p[s.iphl+4:])) == len(p)-s.iphl
+		return s
+	}
+	if proto != encap.ProtoTCP || len(p) < s.iphl+20 {
 		return s
 	}
 	t := p[s.iphl:]
@@ -95,7 +112,7 @@ func parseTCPSeg(p []byte) tcpSeg {
 // sameFlow reports whether b's headers match a's in everything TSO would
 // have copied unchanged from one segment to the next.
 func sameFlow(a, b []byte, sa, sb *tcpSeg) bool {
-	if sa.v6 != sb.v6 || sa.hl != sb.hl {
+	if sa.v6 != sb.v6 || sa.hl != sb.hl || sa.udp != sb.udp {
 		return false
 	}
 	if sa.v6 {
@@ -106,6 +123,9 @@ func sameFlow(a, b []byte, sa, sb *tcpSeg) bool {
 		return false
 	}
 	ta, tb := a[sa.iphl:sa.hl], b[sb.iphl:sb.hl]
+	if sa.udp {
+		return bytes.Equal(ta[:4], tb[:4]) // ports
+	}
 	// Ports; acknowledgment number and data offset; window and (below)
 	// options. The urgent pointer is meaningless without URG, which a
 	// candidate never has.
@@ -113,13 +133,17 @@ func sameFlow(a, b []byte, sa, sb *tcpSeg) bool {
 		bytes.Equal(ta[14:16], tb[14:16]) && bytes.Equal(ta[20:], tb[20:])
 }
 
-// tcpChecksumOK verifies the TCP checksum of the segment p.
+// tcpChecksumOK verifies the TCP (or UDP) checksum of the segment p. A
+// UDP datagram over IPv4 may carry none (0).
 func tcpChecksumOK(p []byte, s *tcpSeg) bool {
+	if s.udp && !s.v6 && p[s.iphl+6] == 0 && p[s.iphl+7] == 0 {
+		return true
+	}
 	return encap.Fold(encap.Sum(p[s.iphl:], pseudoSum(p, s, len(p)-s.iphl))) == 0xffff
 }
 
-// pseudoSum is the TCP pseudo-header accumulator of p's addresses for a
-// TCP length of n.
+// pseudoSum is the TCP (UDP) pseudo-header accumulator of p's addresses
+// for a TCP (UDP) length of n.
 func pseudoSum(p []byte, s *tcpSeg, n int) uint64 {
 	var src, dst netip.Addr
 	if s.v6 {
@@ -127,31 +151,36 @@ func pseudoSum(p []byte, s *tcpSeg, n int) uint64 {
 	} else {
 		src, dst = netip.AddrFrom4([4]byte(p[12:16])), netip.AddrFrom4([4]byte(p[16:20]))
 	}
-	return encap.PseudoHeaderSum(src, dst, encap.ProtoTCP, n)
+	proto := uint8(encap.ProtoTCP)
+	if s.udp {
+		proto = encap.ProtoUDP
+	}
+	return encap.PseudoHeaderSum(src, dst, proto, n)
 }
 
 // coalesceRuns splits pkts into runs to write as one packet each: it
 // fills segs (one per packet) and returns the end index of every run in
-// ends. A run of several is always TCP segments that passed sameFlow and
-// their checksums, in sequence. Each packet starts with l2 bytes of
+// ends. A run of several is always segments of one flow that passed
+// sameFlow and their checksums: TCP in sequence, or (uso) UDP datagrams of
+// one size but the last. Each packet starts with l2 bytes of
 // link-layer header (TAP: 14), which must be equal within a run.
-func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int, l2 int) []int {
+func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int, l2 int, uso bool) []int {
 	ends = ends[:0]
 	for i := range pkts {
 		segs[i] = tcpSeg{}
 		if len(pkts[i]) > l2 {
-			segs[i] = parseTCPSeg(pkts[i][l2:])
+			segs[i] = parseSeg(pkts[i][l2:], uso)
 		}
 	}
 	for i := 0; i < len(pkts); {
 		j := i + 1
 		h := &segs[i]
-		if h.ok && h.flags == tcpFlagACK {
+		if h.ok && (h.udp || h.flags == tcpFlagACK) {
 			verified := false
 			next, total := h.seq+uint32(h.pay), h.hl+h.pay
 			for j < len(pkts) && j-i < maxCoalesceSegments {
 				s := &segs[j]
-				if !s.ok || s.seq != next || s.pay > h.pay || total+s.pay > maxCoalesceBytes ||
+				if !s.ok || (!h.udp && s.seq != next) || s.pay > h.pay || total+s.pay > maxCoalesceBytes ||
 					!bytes.Equal(pkts[i][:l2], pkts[j][:l2]) || !sameFlow(pkts[i][l2:], pkts[j][l2:], h, s) {
 					break
 				}
@@ -169,7 +198,7 @@ func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int, l2 int) []int {
 				next += uint32(s.pay)
 				total += s.pay
 				j++
-				if s.pay < h.pay || s.flags != tcpFlagACK {
+				if s.pay < h.pay || (!h.udp && s.flags != tcpFlagACK) {
 					break // a short segment or PSH ends what TSO would have cut
 				}
 			}
@@ -185,9 +214,9 @@ func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int, l2 int) []int {
 // into those of the super-packet, and fills the virtio header vh, whose
 // offsets count l2 bytes of link-layer header in front of head.
 func superHeader(head []byte, h *tcpSeg, pay int, psh bool, l2 int, vh *[virtioHdrLen]byte) {
-	tcpLen := h.hl - h.iphl + pay
+	l4Len := h.hl - h.iphl + pay
 	if h.v6 {
-		binary.BigEndian.PutUint16(head[4:], uint16(tcpLen))
+		binary.BigEndian.PutUint16(head[4:], uint16(l4Len))
 		vh[1] = virtioGSOTCPv6
 	} else {
 		binary.BigEndian.PutUint16(head[2:], uint16(h.hl+pay))
@@ -196,15 +225,20 @@ func superHeader(head []byte, h *tcpSeg, pay int, psh bool, l2 int, vh *[virtioH
 		vh[1] = virtioGSOTCPv4
 	}
 	t := head[h.iphl:]
-	if psh {
+	csumAt := 16 // the TCP checksum
+	if h.udp {
+		binary.BigEndian.PutUint16(t[4:], uint16(l4Len))
+		vh[1], csumAt = virtioGSOUDPL4, 6
+	} else if psh {
 		t[13] |= tcpFlagPSH
 	}
-	// NEEDS_CSUM: the checksum field holds the pseudo-header sum, and the
-	// kernel adds the rest from csum_start (CHECKSUM_PARTIAL).
-	binary.BigEndian.PutUint16(t[16:], encap.Fold(pseudoSum(head, h, tcpLen)))
+	// NEEDS_CSUM: the checksum field holds the pseudo-header sum over the
+	// whole length, and the kernel adds the rest from csum_start
+	// (CHECKSUM_PARTIAL), or adjusts it per segment when it segments.
+	binary.BigEndian.PutUint16(t[csumAt:], encap.Fold(pseudoSum(head, h, l4Len)))
 	vh[0] = virtioNeedsCsum
 	binary.LittleEndian.PutUint16(vh[2:], uint16(l2+h.hl))   // hdr_len
 	binary.LittleEndian.PutUint16(vh[4:], uint16(h.pay))     // gso_size
 	binary.LittleEndian.PutUint16(vh[6:], uint16(l2+h.iphl)) // csum_start
-	binary.LittleEndian.PutUint16(vh[8:], uint16(16))        // csum_offset: the TCP checksum
+	binary.LittleEndian.PutUint16(vh[8:], uint16(csumAt))    // csum_offset
 }

@@ -61,7 +61,7 @@ func buildSeg(t testing.TB, o segOpt) []byte {
 }
 
 func runsOf(pkts [][]byte) []int {
-	return coalesceRuns(pkts, make([]tcpSeg, len(pkts)), nil, 0)
+	return coalesceRuns(pkts, make([]tcpSeg, len(pkts)), nil, 0, false)
 }
 
 func TestCoalesceRuns(t *testing.T) {
@@ -145,7 +145,7 @@ func TestSuperPacket(t *testing.T) {
 			want = append(want, p[len(p)-o.pay:]...)
 		}
 		segs := make([]tcpSeg, n)
-		if ends := coalesceRuns(pkts, segs, nil, 0); !equalInts(ends, []int{n}) {
+		if ends := coalesceRuns(pkts, segs, nil, 0, false); !equalInts(ends, []int{n}) {
 			t.Fatalf("v6=%v: runs %v", v6, ends)
 		}
 		var vh [virtioHdrLen]byte
@@ -211,7 +211,7 @@ func TestCoalesceRunsAllocatesNothing(t *testing.T) {
 		pkts = append(pkts, buildSeg(t, segOpt{sport: 40000, seq: uint32(i * 1400), pay: 1400, ts: 5}))
 	}
 	segs, ends := make([]tcpSeg, len(pkts)), make([]int, 0, len(pkts))
-	if a := testing.AllocsPerRun(100, func() { ends = coalesceRuns(pkts, segs, ends, 0) }); a != 0 {
+	if a := testing.AllocsPerRun(100, func() { ends = coalesceRuns(pkts, segs, ends, 0, false) }); a != 0 {
 		t.Fatalf("coalesceRuns allocates %.1f per batch", a)
 	}
 }
@@ -224,7 +224,7 @@ func BenchmarkCoalesceRuns(b *testing.B) {
 	segs, ends := make([]tcpSeg, len(pkts)), make([]int, 0, len(pkts))
 	b.SetBytes(44 * 1400)
 	for b.Loop() {
-		ends = coalesceRuns(pkts, segs, ends, 0)
+		ends = coalesceRuns(pkts, segs, ends, 0, false)
 	}
 }
 
@@ -242,6 +242,7 @@ func FuzzCoalesce(f *testing.F) {
 	p6 := buildSeg(f, segOpt{v6: true, sport: 1, seq: 1, pay: 10})
 	f.Add(append(binary.BigEndian.AppendUint16(nil, uint16(len(p6))), p6...))
 	f.Fuzz(func(t *testing.T, in []byte) {
+		uso := len(in)%2 == 1 // UDP coalescing on for odd lengths
 		var pkts [][]byte
 		for len(in) >= 2 && len(pkts) < 64 {
 			n := int(binary.BigEndian.Uint16(in))
@@ -253,7 +254,7 @@ func FuzzCoalesce(f *testing.F) {
 			in = in[n:]
 		}
 		segs := make([]tcpSeg, len(pkts))
-		ends := coalesceRuns(pkts, segs, nil, 0)
+		ends := coalesceRuns(pkts, segs, nil, 0, uso)
 		start := 0
 		for _, end := range ends {
 			if end <= start || end > len(pkts) {
@@ -280,4 +281,99 @@ func FuzzCoalesce(f *testing.F) {
 			t.Fatalf("runs cover %d of %d packets", start, len(pkts))
 		}
 	})
+}
+
+func buildUDP(t testing.TB, v6 bool, sport uint16, pay int, zeroSum bool) []byte {
+	t.Helper()
+	payload := make([]byte, pay)
+	for i := range payload {
+		payload[i] = byte(i + int(sport))
+	}
+	u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: 4500}
+	var ipl gopacket.SerializableLayer
+	if v6 {
+		ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, HopLimit: 64,
+			SrcIP: net.ParseIP("fd00:200::1"), DstIP: net.ParseIP("fd00:200::2")}
+		u.SetNetworkLayerForChecksum(ip)
+		ipl = ip
+	} else {
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP,
+			SrcIP: net.IP{10, 200, 0, 1}, DstIP: net.IP{10, 200, 0, 2}}
+		u.SetNetworkLayerForChecksum(ip)
+		ipl = ip
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ipl, u, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	b := append([]byte(nil), buf.Bytes()...)
+	if zeroSum {
+		iphl := 20
+		if v6 {
+			iphl = 40
+		}
+		b[iphl+6], b[iphl+7] = 0, 0
+	}
+	return b
+}
+
+// TestCoalesceUDP: with USO, runs of one UDP flow's equal-sized datagrams
+// become one super-packet whose segments the kernel cuts back exactly.
+func TestCoalesceUDP(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		var pkts [][]byte
+		for range 5 {
+			pkts = append(pkts, buildUDP(t, v6, 1000, 1200, false))
+		}
+		pkts = append(pkts, buildUDP(t, v6, 1000, 300, false)) // a shorter last one ends the run
+		pkts = append(pkts, buildUDP(t, v6, 1000, 1200, false))
+		segs := make([]tcpSeg, len(pkts))
+		if ends := coalesceRuns(pkts, segs, nil, 0, true); !equalInts(ends, []int{6, 7}) {
+			t.Fatalf("v6=%v: runs %v, want [6 7]", v6, ends)
+		}
+		if ends := coalesceRuns(pkts, segs, nil, 0, false); len(ends) != len(pkts) {
+			t.Fatalf("v6=%v without USO: runs %v, want all single", v6, ends)
+		}
+		other := append([][]byte{}, pkts[:3]...)
+		other = append(other, buildUDP(t, v6, 1001, 1200, false), buildUDP(t, v6, 1000, 1200, false))
+		if ends := coalesceRuns(other, segs, nil, 0, true); !equalInts(ends, []int{3, 4, 5}) {
+			t.Fatalf("v6=%v other flow: runs %v", v6, ends)
+		}
+		bad := append([][]byte{}, pkts[:3]...)
+		bad[1] = append([]byte(nil), bad[1]...)
+		bad[1][len(bad[1])-1] ^= 0x55
+		if ends := coalesceRuns(bad, segs, nil, 0, true); !equalInts(ends, []int{1, 2, 3}) {
+			t.Fatalf("v6=%v bad checksum: runs %v", v6, ends)
+		}
+		// The super-packet: lengths, and a checksum that completes.
+		segs = make([]tcpSeg, 6)
+		coalesceRuns(pkts[:6], segs, nil, 0, true)
+		var vh [virtioHdrLen]byte
+		pay := 0
+		for _, s := range segs {
+			pay += s.pay
+		}
+		superHeader(pkts[0], &segs[0], pay, false, 0, &vh)
+		h := segs[0]
+		if vh[1] != virtioGSOUDPL4 || binary.LittleEndian.Uint16(vh[8:]) != 6 || binary.LittleEndian.Uint16(vh[4:]) != 1200 {
+			t.Fatalf("v6=%v: virtio header % x", v6, vh)
+		}
+		sp := append([]byte(nil), pkts[0]...)
+		for i := 1; i < 6; i++ {
+			sp = append(sp, pkts[i][segs[i].hl:]...)
+		}
+		if got := int(binary.BigEndian.Uint16(sp[h.iphl+4:])); got != len(sp)-h.iphl {
+			t.Fatalf("v6=%v: UDP length %d, want %d", v6, got, len(sp)-h.iphl)
+		}
+		binary.BigEndian.PutUint16(sp[h.iphl+6:], ^encap.Fold(encap.Sum(sp[h.iphl:], 0)))
+		s := parseSeg(sp, true)
+		if !s.ok || !tcpChecksumOK(sp, &s) {
+			t.Fatalf("v6=%v: completed UDP checksum does not verify", v6)
+		}
+	}
+	// IPv4 UDP without a checksum is still coalesced.
+	z := [][]byte{buildUDP(t, false, 7, 500, true), buildUDP(t, false, 7, 500, true)}
+	if ends := coalesceRuns(z, make([]tcpSeg, 2), nil, 0, true); !equalInts(ends, []int{2}) {
+		t.Fatalf("zero-checksum UDP: runs %v", ends)
+	}
 }

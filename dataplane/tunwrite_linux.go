@@ -14,7 +14,8 @@ import (
 // so packets may share a buffer (the segments of one UDP GRO read).
 type vnetWriter struct {
 	rc   syscall.RawConn
-	l2   int // link-layer header in front of each packet (TAP: 14)
+	l2   int  // link-layer header in front of each packet (TAP: 14)
+	uso  bool // the device takes UDP segmentation offload: coalesce UDP too
 	segs []tcpSeg
 	ends []int
 	iovs []unix.Iovec
@@ -37,7 +38,7 @@ func newVnetWriter(dev Device, size int) *vnetWriter {
 	if !ok {
 		return nil
 	}
-	f, l2 := vd.vnet()
+	f, l2, uso := vd.vnet()
 	if f == nil {
 		return nil
 	}
@@ -45,7 +46,7 @@ func newVnetWriter(dev Device, size int) *vnetWriter {
 	if err != nil {
 		return nil
 	}
-	w := &vnetWriter{rc: rc, l2: l2, segs: make([]tcpSeg, size), ends: make([]int, 0, size),
+	w := &vnetWriter{rc: rc, l2: l2, uso: uso, segs: make([]tcpSeg, size), ends: make([]int, 0, size),
 		iovs: make([]unix.Iovec, 0, maxCoalesceSegments+1)}
 	w.fn = w.writeRuns
 	return w
@@ -54,7 +55,7 @@ func newVnetWriter(dev Device, size int) *vnetWriter {
 // write writes pkts (at most the size given to newVnetWriter) and returns
 // how many the kernel refused. The error is only ever a closed device.
 func (w *vnetWriter) write(pkts [][]byte) (dropped int, err error) {
-	w.ends = coalesceRuns(pkts, w.segs, w.ends, w.l2)
+	w.ends = coalesceRuns(pkts, w.segs, w.ends, w.l2, w.uso)
 	w.pkts, w.next, w.dropped, w.err = pkts, 0, 0, nil
 	if err := w.rc.Write(w.fn); err != nil {
 		return w.dropped, err

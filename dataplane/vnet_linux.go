@@ -19,11 +19,12 @@ import (
 // itself, ICMP errors), Name and Close. TAP queues tunneld opens itself:
 // water, the TAP library for the offload-free path, has no virtio header.
 
-// vnetDevice is a device queue with the virtio header: its file and the
-// link-layer header length in front of the IP header (TUN 0, TAP 14).
+// vnetDevice is a device queue with the virtio header: its file, the
+// link-layer header length in front of the IP header (TUN 0, TAP 14), and
+// whether it takes UDP segmentation offload (writes of USO super-packets).
 type vnetDevice interface {
 	Device
-	vnet() (*os.File, int)
+	vnet() (f *os.File, l2 int, uso bool)
 }
 
 var (
@@ -88,7 +89,8 @@ func (r *vnetReader) read(bufs [][]byte, sizes []int, offset int) (int, error) {
 // vnetTUN is a wireguard-go TUN queue with tunneld's reader.
 type vnetTUN struct {
 	tun.Device
-	r *vnetReader
+	r   *vnetReader
+	uso bool
 }
 
 // wrapVnetTUN returns dev with tunneld's reader when dev is a TUN queue
@@ -102,18 +104,30 @@ func wrapVnetTUN(dev tun.Device) Device {
 	if err != nil {
 		return dev
 	}
-	return &vnetTUN{Device: dev, r: r}
+	// wireguard-go turned USO on where the kernel has it (6.2 and later)
+	// but does not say; asking again with the same flags tells.
+	uso := false
+	r.rc.Control(func(fd uintptr) {
+		uso = unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, tunOffloadsTCP|tunOffloadsUDP) == nil
+	})
+	return &vnetTUN{Device: dev, r: r, uso: uso}
 }
+
+const (
+	tunOffloadsTCP = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
+	tunOffloadsUDP = unix.TUN_F_USO4 | unix.TUN_F_USO6
+)
 
 func (t *vnetTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return t.r.read(bufs, sizes, offset)
 }
 
-func (t *vnetTUN) vnet() (*os.File, int) { return t.Device.File(), 0 }
+func (t *vnetTUN) vnet() (*os.File, int, bool) { return t.Device.File(), 0, t.uso }
 
 // vnetTAP is a TAP queue opened with the virtio header and TSO/USO.
 type vnetTAP struct {
 	f    *os.File
+	uso  bool
 	name string
 	r    *vnetReader
 	hdr  [virtioHdrLen]byte // zero: a complete packet, no offload
@@ -141,12 +155,11 @@ func openVnetTAP(name string, multi bool) (*vnetTAP, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("TUNSETIFF: %w", err)
 	}
-	tcp := unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcp); err != nil {
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunOffloadsTCP); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("TUNSETOFFLOAD: %w", err)
 	}
-	unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcp|unix.TUN_F_USO4|unix.TUN_F_USO6) // Linux 6.2 and later
+	uso := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunOffloadsTCP|tunOffloadsUDP) == nil // Linux 6.2 and later
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -157,7 +170,7 @@ func openVnetTAP(name string, multi bool) (*vnetTAP, error) {
 		f.Close()
 		return nil, err
 	}
-	return &vnetTAP{f: f, name: ifr.Name(), r: r}, nil
+	return &vnetTAP{f: f, name: ifr.Name(), r: r, uso: uso}, nil
 }
 
 func (t *vnetTAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
@@ -191,7 +204,7 @@ func (t *vnetTAP) Write(bufs [][]byte, offset int) (int, error) {
 	return len(bufs), nil
 }
 
-func (t *vnetTAP) BatchSize() int        { return 128 }
-func (t *vnetTAP) Name() (string, error) { return t.name, nil }
-func (t *vnetTAP) Close() error          { return t.f.Close() }
-func (t *vnetTAP) vnet() (*os.File, int) { return t.f, 14 }
+func (t *vnetTAP) BatchSize() int              { return 128 }
+func (t *vnetTAP) Name() (string, error)       { return t.name, nil }
+func (t *vnetTAP) Close() error                { return t.f.Close() }
+func (t *vnetTAP) vnet() (*os.File, int, bool) { return t.f, 14, t.uso }
