@@ -379,7 +379,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 		tbl := &batchView{Table: d.table.Load()}
 		now := d.now()
 		rx, tx, free = rx[:0], tx[:0], append(free[:0], idx[k:n]...)
-		var rxPackets, rxBytes uint64
+		var rxPackets, rxBytes, singles uint64
 		var lastFrom netip.Addr // per batch: consecutive datagrams mostly come from one peer
 		var lastPeer *Peer
 		for i := range k {
@@ -389,7 +389,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 			if m.GSOSize > 0 && m.N > m.GSOSize {
 				c.Segments.observe((m.N + m.GSOSize - 1) / m.GSOSize)
 			} else {
-				c.Segments.observe(1)
+				singles++ // observed once for the batch: two atomic adds a datagram were 17% of ingress
 			}
 			if m.Trunc {
 				c.drop(Drop(encap.DropOversize))
@@ -464,6 +464,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 		}
 		c.RxPackets.Add(rxPackets)
 		c.RxBytes.Add(rxBytes)
+		c.Segments.observeN(1, singles)
 		c.BatchSize.observe(int(rxPackets))
 		held = d.bufs.keep(idx, free, true)
 		if dw != nil {
