@@ -195,7 +195,7 @@ func (d *Dataplane) Table() *Table { return d.table.Load() }
 //
 // Raw IP (IPIP, SIT, GRE): a raw socket receives a copy of every packet of
 // its protocol, so there is one socket, read by queue 0; every queue sends
-// through it with a writer of its own.
+// through a socket of its own that receives nothing (sendSocket).
 func (d *Dataplane) openUnderlay() error {
 	cfg := d.cfg
 	local := cfg.Underlay.Local
@@ -246,15 +246,34 @@ func (d *Dataplane) openUnderlay() error {
 		}
 		return c, err
 	}
+	// Sending goes through sockets of its own, outside the netpoller
+	// (sendSocket says why).
+	openSend := func() (*BatchConn, error) {
+		f, err := sendSocket(local, int(d.tun.rawProto()))
+		if err != nil {
+			return nil, err
+		}
+		d.closers = append(d.closers, f)
+		if err := setUnderlayOptions(f, cfg); err != nil {
+			return nil, err
+		}
+		c, err := NewBatchConn(f, 128, d.tun.rawProto() != 0)
+		if c != nil {
+			c.v6 = local.Is6()
+		}
+		return c, err
+	}
 	if d.tun.rawProto() != 0 {
 		c, err := open(false, 0)
 		if err != nil {
 			return err
 		}
-		for _, q := range d.queues {
-			q.send = c
-		}
 		d.queues[0].recv = c
+		for _, q := range d.queues {
+			if q.send, err = openSend(); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	d.dport = cfg.Encap.Port
@@ -272,7 +291,7 @@ func (d *Dataplane) openUnderlay() error {
 			}
 		}
 		if len(d.queues) > 1 {
-			if c, err = open(false, 0); err != nil {
+			if c, err = openSend(); err != nil {
 				return err
 			}
 			q.send = c
