@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -205,6 +206,9 @@ func (n *NS) SetOffloads(ctx context.Context, ifname string, on bool) error {
 	if on {
 		v = "on"
 	}
+	if err := haveEthtool(); err != nil {
+		return err
+	}
 	args := []string{"-K", ifname}
 	for _, f := range offloadFeatures {
 		args = append(args, f, v)
@@ -216,10 +220,22 @@ func (n *NS) SetOffloads(ctx context.Context, ifname string, on bool) error {
 	return nil
 }
 
+// haveEthtool says how to get ethtool when it is missing (a fresh machine
+// has none until `make deps`).
+func haveEthtool() error {
+	if _, err := exec.LookPath("ethtool"); err != nil {
+		return fmt.Errorf("ethtool is not installed (`make deps` installs it, or apt-get install -y ethtool): %w", err)
+	}
+	return nil
+}
+
 // Offloads returns a device's features as reported by `ethtool -k IF`
 // (long names such as "tx-checksumming", "generic-receive-offload"), value
 // true when on. Fixed features count by their state.
 func (n *NS) Offloads(ctx context.Context, ifname string) (map[string]bool, error) {
+	if err := haveEthtool(); err != nil {
+		return nil, err
+	}
 	out, err := n.Command(ctx, "ethtool", "-k", ifname).Output()
 	if err != nil {
 		return nil, fmt.Errorf("%s: ethtool -k %s: %w", n.Name, ifname, err)
