@@ -137,8 +137,10 @@ func (c *BatchConn) NewWriter(size int) *BatchWriter {
 
 func (s *batchState) call(fd uintptr, trap uintptr) bool {
 	n, _, errno := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(s.count), 0, 0, 0)
-	for errno == unix.EINTR { // a send socket outside the netpoller (sendSocket) has nobody to wait for it
-		n, _, errno = unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(s.count), 0, 0, 0)
+	if errno == unix.EINTR {
+		// Again at once: a send socket outside the netpoller (sendSocket)
+		// has no poller to wait on.
+		return s.call(fd, trap)
 	}
 	if errno == unix.EAGAIN {
 		return false // not ready: let the netpoller wait

@@ -207,6 +207,19 @@ func (d *Dataplane) openUnderlay() error {
 		io.Closer
 		syscall.Conn
 	}
+	// batchConn takes an open socket over: closed with the data plane,
+	// outer header options set, batched I/O.
+	batchConn := func(s sock) (*BatchConn, error) {
+		d.closers = append(d.closers, s)
+		if err := setUnderlayOptions(s, cfg); err != nil {
+			return nil, err
+		}
+		c, err := NewBatchConn(s, 128, d.tun.rawProto() != 0)
+		if c != nil {
+			c.v6 = local.Is6()
+		}
+		return c, err
+	}
 	open := func(reuse bool, port uint16) (*BatchConn, error) {
 		var (
 			s   sock
@@ -236,15 +249,7 @@ func (d *Dataplane) openUnderlay() error {
 		if err != nil {
 			return nil, fmt.Errorf("underlay socket on %s: %w", local, err)
 		}
-		d.closers = append(d.closers, s)
-		if err := setUnderlayOptions(s, cfg); err != nil {
-			return nil, err
-		}
-		c, err := NewBatchConn(s, 128, d.tun.rawProto() != 0)
-		if c != nil {
-			c.v6 = local.Is6()
-		}
-		return c, err
+		return batchConn(s)
 	}
 	// Sending goes through sockets of its own, outside the netpoller
 	// (sendSocket says why).
@@ -253,15 +258,7 @@ func (d *Dataplane) openUnderlay() error {
 		if err != nil {
 			return nil, err
 		}
-		d.closers = append(d.closers, f)
-		if err := setUnderlayOptions(f, cfg); err != nil {
-			return nil, err
-		}
-		c, err := NewBatchConn(f, 128, d.tun.rawProto() != 0)
-		if c != nil {
-			c.v6 = local.Is6()
-		}
-		return c, err
+		return batchConn(f)
 	}
 	if d.tun.rawProto() != 0 {
 		c, err := open(false, 0)

@@ -184,7 +184,7 @@ func TestSplitSuperSingleNeedsCsum(t *testing.T) {
 		t.Fatalf("%d, %v", n, err)
 	}
 	seg := bufs[0][Headroom : Headroom+sizes[0]]
-	s := parseTCPSeg(seg)
+	s := parseSeg(seg, false)
 	if !tcpChecksumOK(seg, &s) {
 		t.Fatal("completed checksum does not verify")
 	}
@@ -306,7 +306,7 @@ func TestVnetTAPFrames(t *testing.T) {
 		if !bytes.Equal(f[:14], eth) {
 			t.Fatalf("segment %d: Ethernet header % x", i, f[:14])
 		}
-		s := parseTCPSeg(f[14:])
+		s := parseSeg(f[14:], false)
 		if !s.ok || !tcpChecksumOK(f[14:], &s) {
 			t.Fatalf("segment %d: not a valid TCP segment", i)
 		}

@@ -59,14 +59,12 @@ type tcpSeg struct {
 	ok    bool // a segment that may be coalesced
 }
 
-// parseTCPSeg looks at the inner IP packet p (already checked by decap:
-// version, header length and total length agree with len(p)).
-func parseTCPSeg(p []byte) tcpSeg { return parseSeg(p, false) }
-
-// parseSeg is parseTCPSeg that also takes UDP datagrams when the device
-// accepts UDP segmentation offload (uso: TUN_F_USO4/6, Linux 6.2 and
-// later): runs of one UDP flow's equal-sized datagrams then go to the
-// device as one USO super-packet, as wireguard-go's tun.Write does.
+// parseSeg looks at the inner IP packet p (already checked by decap:
+// version, header length and total length agree with len(p)) for a TCP
+// segment, or, when the device accepts UDP segmentation offload (uso:
+// TUN_F_USO4/6, Linux 6.2 and later), a UDP datagram: runs of one UDP
+// flow's equal-sized datagrams then go to the device as one USO
+// super-packet, as wireguard-go's tun.Write does.
 func parseSeg(p []byte, uso bool) tcpSeg {
 	var s tcpSeg
 	if len(p) < 28 {

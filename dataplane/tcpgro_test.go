@@ -37,27 +37,39 @@ func buildSeg(t testing.TB, o segOpt) []byte {
 	for i := range payload {
 		payload[i] = byte(int(o.seq) + i)
 	}
-	var ipl gopacket.SerializableLayer
-	if o.v6 {
-		ip := &layers.IPv6{Version: 6, TrafficClass: o.tos, NextHeader: layers.IPProtocolTCP, HopLimit: 64,
-			SrcIP: net.ParseIP("fd00:200::1"), DstIP: net.ParseIP("fd00:200::2")}
-		tcp.SetNetworkLayerForChecksum(ip)
-		ipl = ip
-	} else {
-		ip := &layers.IPv4{Version: 4, IHL: 5, TOS: o.tos, TTL: 64, Flags: layers.IPv4DontFragment, Protocol: layers.IPProtocolTCP,
-			SrcIP: net.IP{10, 200, 0, 1}, DstIP: net.IP{10, 200, 0, 2}, Id: uint16(o.seq)}
-		tcp.SetNetworkLayerForChecksum(ip)
-		ipl = ip
-	}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ipl, tcp, gopacket.Payload(payload)); err != nil {
-		t.Fatal(err)
-	}
-	b := append([]byte(nil), buf.Bytes()...)
+	ipl, nl := innerIPLayer(o.v6, layers.IPProtocolTCP, o.tos, uint16(o.seq), true)
+	tcp.SetNetworkLayerForChecksum(nl)
+	b := serialize(t, ipl, tcp, gopacket.Payload(payload))
 	if o.badSum {
 		b[len(b)-1] ^= 0xff
 	}
 	return b
+}
+
+// innerIPLayer is the inner IP header of the test packets, 10.200.0.1 ->
+// 10.200.0.2 or fd00:200::1 -> fd00:200::2.
+func innerIPLayer(v6 bool, proto layers.IPProtocol, tos uint8, id uint16, df bool) (gopacket.SerializableLayer, gopacket.NetworkLayer) {
+	if v6 {
+		ip := &layers.IPv6{Version: 6, TrafficClass: tos, NextHeader: proto, HopLimit: 64,
+			SrcIP: net.ParseIP("fd00:200::1"), DstIP: net.ParseIP("fd00:200::2")}
+		return ip, ip
+	}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TOS: tos, TTL: 64, Protocol: proto,
+		SrcIP: net.IP{10, 200, 0, 1}, DstIP: net.IP{10, 200, 0, 2}, Id: id}
+	if df {
+		ip.Flags = layers.IPv4DontFragment
+	}
+	return ip, ip
+}
+
+// serialize builds a packet from layers with lengths and checksums filled.
+func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
+	t.Helper()
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte(nil), buf.Bytes()...)
 }
 
 func runsOf(pkts [][]byte) []int {
@@ -172,7 +184,7 @@ func TestSuperPacket(t *testing.T) {
 		tcpOff := h.iphl
 		csum := ^encap.Fold(encap.Sum(sp[tcpOff:], 0))
 		binary.BigEndian.PutUint16(sp[tcpOff+16:], csum)
-		s := parseTCPSeg(sp)
+		s := parseSeg(sp, false)
 		if !tcpChecksumOK(sp, &s) {
 			t.Fatalf("v6=%v: completed TCP checksum does not verify", v6)
 		}
@@ -290,23 +302,9 @@ func buildUDP(t testing.TB, v6 bool, sport uint16, pay int, zeroSum bool) []byte
 		payload[i] = byte(i + int(sport))
 	}
 	u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: 4500}
-	var ipl gopacket.SerializableLayer
-	if v6 {
-		ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, HopLimit: 64,
-			SrcIP: net.ParseIP("fd00:200::1"), DstIP: net.ParseIP("fd00:200::2")}
-		u.SetNetworkLayerForChecksum(ip)
-		ipl = ip
-	} else {
-		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP,
-			SrcIP: net.IP{10, 200, 0, 1}, DstIP: net.IP{10, 200, 0, 2}}
-		u.SetNetworkLayerForChecksum(ip)
-		ipl = ip
-	}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ipl, u, gopacket.Payload(payload)); err != nil {
-		t.Fatal(err)
-	}
-	b := append([]byte(nil), buf.Bytes()...)
+	ipl, nl := innerIPLayer(v6, layers.IPProtocolUDP, 0, 0, false)
+	u.SetNetworkLayerForChecksum(nl)
+	b := serialize(t, ipl, u, gopacket.Payload(payload))
 	if zeroSum {
 		iphl := 20
 		if v6 {
