@@ -78,6 +78,24 @@ const (
 	// BIRD/Calico program a tunl0): one peer per gateway, with the routes'
 	// prefixes. The listed peers are merged in as static peers.
 	PeersFromRoutes = "routes"
+	// PeersFromFlannel: tunneld is a flannel node. It leases its subnet
+	// from flannel's subnet manager (see Flannel), publishes its own lease
+	// as flanneld does, and takes the other nodes' leases as peers (package
+	// dataplane/flannel). The listed peers are merged in as static peers.
+	PeersFromFlannel = "flannel"
+)
+
+// Flannel subnet managers.
+const (
+	SubnetManagerEtcd = "etcd"
+	SubnetManagerKube = "kube"
+)
+
+// Defaults of the flannel block, as flanneld's own.
+const (
+	DefaultEtcdEndpoint = "http://127.0.0.1:2379"
+	DefaultEtcdPrefix   = "/coreos.com/network"
+	DefaultSubnetFile   = "/run/flannel/subnet.env"
 )
 
 // Config is a validated tunneld configuration with all defaults filled in.
@@ -86,9 +104,11 @@ type Config struct {
 	Encap    Encap
 	Underlay Underlay
 	Peers    []Peer
-	// PeersFrom is PeersFromConfig or PeersFromRoutes ("" counts as
-	// PeersFromConfig in a Config built in code).
+	// PeersFrom is PeersFromConfig, PeersFromRoutes or PeersFromFlannel
+	// ("" counts as PeersFromConfig in a Config built in code).
 	PeersFrom string
+	// Flannel configures peers_from: flannel; zero otherwise.
+	Flannel Flannel
 	// Backend is BackendUserspace, BackendKernel or BackendAuto ("" counts
 	// as BackendUserspace in a Config built in code).
 	Backend string
@@ -156,6 +176,16 @@ type Peer struct {
 	// when the file does not set it. MACSet reports whether it did.
 	MAC    [6]byte
 	MACSet bool
+}
+
+// Flannel is the flannel block: where the flannel subnet manager is and
+// where the node's subnet.env goes. Parse fills the defaults only with
+// peers_from: flannel.
+type Flannel struct {
+	SubnetManager string   // SubnetManagerEtcd (SubnetManagerKube: not yet)
+	EtcdEndpoints []string // URLs, e.g. http://10.99.0.254:2379
+	EtcdPrefix    string   // e.g. /coreos.com/network, no trailing slash
+	SubnetFile    string   // absolute path of subnet.env
 }
 
 // Metrics configures the metrics HTTP server.

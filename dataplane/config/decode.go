@@ -17,11 +17,12 @@ import (
 
 // The schema: the keys each mapping accepts, in documentation order.
 var (
-	topKeys      = []string{"device", "encap", "underlay", "peers", "peers_from", "backend", "offload", "pipeline", "queues", "wake_tick", "metrics", "log"}
+	topKeys      = []string{"device", "encap", "underlay", "peers", "peers_from", "flannel", "backend", "offload", "pipeline", "queues", "wake_tick", "metrics", "log"}
 	deviceKeys   = []string{"name", "mode", "mtu", "addresses", "mac"}
 	encapKeys    = []string{"preset", "type", "vni", "port", "key", "checksum", "sequence", "ttl", "tos", "df"}
 	underlayKeys = []string{"local", "mtu"}
 	peerKeys     = []string{"remote", "prefixes", "mac"}
+	flannelKeys  = []string{"subnet_manager", "etcd_endpoints", "etcd_prefix", "subnet_file"}
 	metricsKeys  = []string{"listen"}
 	logKeys      = []string{"level"}
 )
@@ -170,6 +171,8 @@ func (d *decoder) decode(data []byte) *Config {
 			})
 		case "peers_from":
 			c.PeersFrom, _ = d.str(n, path)
+		case "flannel":
+			d.flannel(n, path, &c.Flannel)
 		case "backend":
 			c.Backend, _ = d.str(n, path)
 		case "offload":
@@ -201,6 +204,25 @@ func (d *decoder) decode(data []byte) *Config {
 		}
 	})
 	return c
+}
+
+func (d *decoder) flannel(n *yaml.Node, path string, f *Flannel) {
+	d.mapping(n, path, flannelKeys, func(key string, n *yaml.Node, path string) {
+		switch key {
+		case "subnet_manager":
+			f.SubnetManager, _ = d.str(n, path)
+		case "etcd_endpoints":
+			f.EtcdEndpoints = []string{}
+			d.sequence(n, path, func(_ int, n *yaml.Node, path string) {
+				s, _ := d.str(n, path)
+				f.EtcdEndpoints = append(f.EtcdEndpoints, s)
+			})
+		case "etcd_prefix":
+			f.EtcdPrefix, _ = d.str(n, path)
+		case "subnet_file":
+			f.SubnetFile, _ = d.str(n, path)
+		}
+	})
 }
 
 func (d *decoder) device(n *yaml.Node, path string, dev *Device) {

@@ -117,7 +117,7 @@ func TestNewKeysProblems(t *testing.T) {
 		{"backend unknown", withBase("backend: ebpf"), 5, 10, "backend", `must be "userspace", "kernel" or "auto", not "ebpf"`},
 		{"backend not a string", withBase("backend: [kernel]"), 5, 10, "backend", "must be a string"},
 		{"backend kernel ipudp", doc("encap: {preset: flannel-udp}", "underlay: {local: 10.99.0.1}", "backend: kernel"), 3, 10, "backend", "no ipudp link type"},
-		{"peers_from unknown", withBase("peers_from: bgp"), 5, 13, "peers_from", `must be "config" or "routes", not "bgp"`},
+		{"peers_from unknown", withBase("peers_from: bgp"), 5, 13, "peers_from", `must be "config", "routes" or "flannel", not "bgp"`},
 		{"peers_from typo", withBase("peer_from: routes"), 5, 1, "peer_from", `did you mean "peers_from"`},
 	}
 	for _, tt := range tests {

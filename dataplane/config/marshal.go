@@ -15,6 +15,7 @@ type (
 		Underlay  fileUnderlay `yaml:"underlay"`
 		Peers     []filePeer   `yaml:"peers"`
 		PeersFrom string       `yaml:"peers_from"`
+		Flannel   *fileFlannel `yaml:"flannel,omitempty"`
 		Backend   string       `yaml:"backend"`
 		Offload   string       `yaml:"offload"`
 		Pipeline  string       `yaml:"pipeline"`
@@ -46,6 +47,12 @@ type (
 		Local string `yaml:"local"`
 		MTU   int    `yaml:"mtu"`
 	}
+	fileFlannel struct {
+		SubnetManager string   `yaml:"subnet_manager"`
+		EtcdEndpoints []string `yaml:"etcd_endpoints,flow,omitempty"`
+		EtcdPrefix    string   `yaml:"etcd_prefix,omitempty"`
+		SubnetFile    string   `yaml:"subnet_file"`
+	}
 	filePeer struct {
 		Remote   string   `yaml:"remote"`
 		Prefixes []string `yaml:"prefixes,flow"`
@@ -76,6 +83,10 @@ func (c *Config) Marshal() ([]byte, error) {
 		WakeTick:  c.WakeTick.String(),
 		Metrics:   c.Metrics,
 		Log:       c.Log,
+	}
+	if c.PeersFrom == PeersFromFlannel {
+		fl := c.Flannel
+		f.Flannel = &fileFlannel{SubnetManager: fl.SubnetManager, EtcdEndpoints: fl.EtcdEndpoints, EtcdPrefix: fl.EtcdPrefix, SubnetFile: fl.SubnetFile}
 	}
 	for _, p := range c.Device.Addresses {
 		f.Device.Addresses = append(f.Device.Addresses, p.String())

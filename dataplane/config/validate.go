@@ -27,6 +27,9 @@ func applyDefaults(c *Config, given map[string]bool) {
 		}
 	}
 	applyPreset(c, given)
+	if c.PeersFrom == PeersFromFlannel {
+		flannelDefaults(&c.Flannel, given)
+	}
 	if !given["device.mtu"] {
 		c.Device.MTU = c.Underlay.MTU - c.Overhead()
 		if p, ok := Presets[c.Encap.Preset]; ok && p.Type == c.Encap.Type && p.DeviceMTU > 0 && p.DeviceMTU < c.Device.MTU {
@@ -129,8 +132,13 @@ func (v *validator) validate() {
 	}
 	switch c.PeersFrom {
 	case "", PeersFromConfig, PeersFromRoutes:
+		if v.set("flannel", c.Flannel.SubnetManager != "" || c.Flannel.EtcdEndpoints != nil || c.Flannel.EtcdPrefix != "" || c.Flannel.SubnetFile != "") {
+			v.fail("flannel", "applies only with peers_from: flannel, not %q", c.PeersFrom)
+		}
+	case PeersFromFlannel:
+		v.flannel()
 	default:
-		v.fail("peers_from", `must be "config" or "routes", not %q`, c.PeersFrom)
+		v.fail("peers_from", `must be "config", "routes" or "flannel", not %q`, c.PeersFrom)
 	}
 	switch c.Backend {
 	case "", BackendUserspace, BackendAuto:
@@ -157,6 +165,110 @@ func (v *validator) validate() {
 	default:
 		v.fail("log.level", `must be one of debug, info, warn, error, not %q`, c.Log.Level)
 	}
+}
+
+// flannelDefaults fills the flannel block's defaults (flanneld's own) for
+// the keys the file left out.
+func flannelDefaults(f *Flannel, given map[string]bool) {
+	if !given["flannel.subnet_manager"] {
+		f.SubnetManager = SubnetManagerEtcd
+	}
+	if !given["flannel.etcd_endpoints"] && f.SubnetManager == SubnetManagerEtcd {
+		f.EtcdEndpoints = []string{DefaultEtcdEndpoint}
+	}
+	if !given["flannel.etcd_prefix"] && f.SubnetManager == SubnetManagerEtcd {
+		f.EtcdPrefix = DefaultEtcdPrefix
+	}
+	if !given["flannel.subnet_file"] {
+		f.SubnetFile = DefaultSubnetFile
+	}
+}
+
+// FlannelBackend returns the flannel backend type that speaks the
+// encapsulation t ("vxlan", "udp", "ipip"), or "" if flannel has none.
+func FlannelBackend(t EncapType) string {
+	switch t {
+	case EncapVXLAN:
+		return "vxlan"
+	case EncapIPUDP:
+		return "udp"
+	case EncapIPIP:
+		return "ipip"
+	}
+	return ""
+}
+
+// flannel checks peers_from: flannel: the flannel block, and what the
+// rest of the file must leave to the lease.
+func (v *validator) flannel() {
+	c := v.c
+	f := &c.Flannel
+	switch f.SubnetManager {
+	case SubnetManagerEtcd:
+		if len(f.EtcdEndpoints) == 0 {
+			v.fail("flannel.etcd_endpoints", "needs at least one etcd URL, like http://10.99.0.254:2379")
+		}
+		for i, e := range f.EtcdEndpoints {
+			if msg := badEtcdEndpoint(e); msg != "" {
+				v.fail(fmt.Sprintf("flannel.etcd_endpoints[%d]", i), "%q %s", e, msg)
+			}
+		}
+		switch p := f.EtcdPrefix; {
+		case !strings.HasPrefix(p, "/"):
+			v.fail("flannel.etcd_prefix", "%q must start with /, like %s", p, DefaultEtcdPrefix)
+		case len(p) > 1 && strings.HasSuffix(p, "/"):
+			v.fail("flannel.etcd_prefix", "%q must not end with /; write %s", p, strings.TrimRight(p, "/"))
+		case strings.ContainsAny(p, " \t\n\r"):
+			v.fail("flannel.etcd_prefix", "%q must not contain white space", p)
+		}
+	case SubnetManagerKube:
+		v.fail("flannel.subnet_manager", "kube is not yet supported (the Kubernetes subnet manager comes in a later release); use etcd")
+	default:
+		v.fail("flannel.subnet_manager", `must be "etcd" or "kube", not %q`, f.SubnetManager)
+	}
+	if f.SubnetManager != SubnetManagerEtcd {
+		for _, k := range []string{"etcd_endpoints", "etcd_prefix"} {
+			if v.given != nil && v.given["flannel."+k] {
+				v.fail("flannel."+k, "applies only to subnet_manager: etcd")
+			}
+		}
+	}
+	if f.SubnetFile == "" || !strings.HasPrefix(f.SubnetFile, "/") || strings.HasSuffix(f.SubnetFile, "/") {
+		v.fail("flannel.subnet_file", "%q must be an absolute file path, like %s", f.SubnetFile, DefaultSubnetFile)
+	}
+	if knownEncap(c.Encap.Type) && FlannelBackend(c.Encap.Type) == "" {
+		v.fail("encap.type", "flannel has no %s backend; use vxlan (preset flannel-vxlan), ipudp (preset flannel-udp) or ipip", c.Encap.Type)
+	}
+	if c.Device.Mode == ModeTAP {
+		v.fail("device.mode", "peers_from: flannel routes the node's subnet (tun); flannel has no L2 mode")
+	}
+	if len(c.Device.Addresses) > 0 {
+		v.fail("device.addresses", "peers_from: flannel takes the device address from the node's lease; leave addresses out")
+	}
+	if a := c.Underlay.Local; a.IsValid() && !a.Is4() {
+		v.fail("underlay.local", "%s: flannel leases carry an IPv4 PublicIP; IPv6 underlays are not supported with peers_from: flannel", a)
+	}
+}
+
+// badEtcdEndpoint says what is wrong with an etcd client URL, or "".
+func badEtcdEndpoint(e string) string {
+	scheme, rest, ok := strings.Cut(e, "://")
+	switch {
+	case !ok:
+		return "is not a URL; write http://host:port"
+	case scheme == "https":
+		return "needs TLS, which is not supported yet; use http"
+	case scheme != "http":
+		return "must be an http:// URL"
+	}
+	host, port, err := net.SplitHostPort(strings.TrimSuffix(rest, "/"))
+	if err != nil || host == "" {
+		return "must be http://host:port"
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Sprintf("port %q is not a number 1..65535", port)
+	}
+	return ""
 }
 
 // innerFamilies reports which inner address families the encapsulation
