@@ -46,13 +46,15 @@ type Dataplane struct {
 	tun        *tunnel
 	dport      uint16 // underlay destination port (0 for raw IP)
 	table      atomic.Pointer[Table]
-	gso        atomic.Bool // send runs of datagrams with UDP_SEGMENT
-	ctl        sync.Mutex  // control path only (SetPeers); never taken per packet
-	peerStats  map[netip.Addr]*PeerStats
+	gso        atomic.Bool           // send runs of datagrams with UDP_SEGMENT
+	ctl        sync.Mutex            // control path only (SetPeers); never taken per packet
 	routes     map[netip.Prefix]bool // routes this data plane added
 	direct     bool                  // run to completion: no writer goroutines, no rings
 	tosInherit bool                  // outer TOS/traffic class from the inner packet, per packet
-	start      time.Time
+	// The device queues have the virtio header (GSO writes; devUSO: UDP
+	// too; partial.go).
+	devGSO, devUSO bool
+	start          time.Time
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -70,7 +72,8 @@ type queueSet struct {
 	txq  *queue         // pipeline rings: encapsulated packets and replies -> underlay writer
 	rxq  *queue         // pipeline rings: decapsulated packets -> device writer
 
-	icmps []packet // egress: ICMP errors for the device, built during a batch
+	icmps []packet     // egress: ICMP errors for the device, built during a batch
+	split splitScratch // ingress: software split of super-packets
 
 	egress, uwriter, ureader, dwriter Counters
 }
@@ -98,9 +101,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
 	}
 	for i := range n {
 		d.queues = append(d.queues, &queueSet{
-			id:  i,
-			txq: newQueue(ring.NewMPMC[packet](ringSize)),
-			rxq: newQueue(ring.NewSPSC[packet](rxRingSize)),
+			id:    i,
+			txq:   newQueue(ring.NewMPMC[packet](ringSize)),
+			rxq:   newQueue(ring.NewSPSC[packet](rxRingSize)),
+			split: newSplitScratch(),
 		})
 	}
 	if err := d.openUnderlay(); err != nil {
@@ -113,6 +117,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
 		return nil, err
 	}
 	d.undoDev = undo
+	if vd, ok := devs[0].(vnetDevice); ok {
+		f, _, uso := vd.vnet()
+		d.devGSO, d.devUSO = f != nil, f != nil && uso
+	}
 	for i, dev := range devs {
 		d.queues[i].dev = dev
 		d.closers = append(d.closers, dev)
@@ -160,24 +168,7 @@ func (d *Dataplane) SetPeers(peers []*Peer) error { return d.SetPeersRouted(peer
 func (d *Dataplane) SetPeersRouted(peers []*Peer, routesOwned map[netip.Prefix]bool) error {
 	d.ctl.Lock()
 	defer d.ctl.Unlock()
-	if d.peerStats == nil {
-		d.peerStats = map[netip.Addr]*PeerStats{}
-	}
-	keep := make(map[netip.Addr]*PeerStats, len(peers))
-	for _, p := range peers {
-		st := d.peerStats[p.Remote]
-		if st == nil {
-			st = new(PeerStats)
-		}
-		p.stats = st
-		p.pathMTU = d.pathMTU(p.Remote)
-		keep[p.Remote] = st
-	}
-	d.peerStats = keep
-	d.table.Store(NewTable(peers))
-	var err error
-	d.routes, err = syncRoutes(d.cfg, peers, d.routes, routesOwned)
-	return err
+	return d.setPeers(peers, routesOwned)
 }
 
 // Table returns the current peer table snapshot.

@@ -207,7 +207,24 @@ func configureLink(cfg *config.Config, existed bool) (func(), error) {
 			return nil, fmt.Errorf("set mac on %s: %w", cfg.Device.Name, err)
 		}
 	}
+	// Addresses someone else put on the device (Felix keeps its tunnel
+	// address on tunl0) are never touched: tunneld adds its own, and at exit
+	// removes only those that were not there before it came.
+	present := map[netip.Prefix]bool{}
+	if existed {
+		if as, err := netlink.AddrList(link, netlink.FAMILY_ALL); err == nil {
+			for _, a := range as {
+				if pa, ok := netip.AddrFromSlice(a.IP); ok {
+					ones, _ := a.Mask.Size()
+					present[netip.PrefixFrom(pa.Unmap(), ones)] = true
+				}
+			}
+		}
+	}
 	for _, p := range cfg.Device.Addresses {
+		if present[p] {
+			continue
+		}
 		a := &netlink.Addr{IPNet: prefixToIPNet(p)}
 		if p.Addr().Is6() {
 			a.Flags = unix.IFA_F_NODAD
@@ -225,14 +242,23 @@ func configureLink(cfg *config.Config, existed bool) (func(), error) {
 	return undo, nil
 }
 
+// RouteProtocol marks the routes tunneld adds (rtm_protocol; `ip route`
+// shows "proto 171"). Deleting with it set makes the kernel remove only a
+// route of ours: when a routing daemon (BIRD, Felix) has since replaced
+// one with its own route to the same prefix, that route stays. 171 is in
+// no iproute2 table and is not Felix's (80) or BIRD's (12).
+const RouteProtocol = 171
+
 // syncRoutes points the peers' prefixes that the device's own subnets do
 // not already cover at the device, and removes the routes it added before
 // for prefixes no peer has any more. It returns the routes now in place.
+//
+// Only the difference to had is written: a route it added before is not
+// written again (a reload that changes one peer costs one or two netlink
+// messages, not one per prefix), and a route someone else already has for
+// the same prefix is left as it is (EEXIST) and not counted as ours, so
+// tunneld never overwrites or removes a route it did not add.
 func syncRoutes(cfg *config.Config, peers []*Peer, had, owned map[netip.Prefix]bool) (map[netip.Prefix]bool, error) {
-	link, err := netlink.LinkByName(cfg.Device.Name)
-	if err != nil {
-		return had, err
-	}
 	want := map[netip.Prefix]bool{}
 	for _, p := range peers {
 		for _, pfx := range p.Prefixes {
@@ -241,25 +267,52 @@ func syncRoutes(cfg *config.Config, peers []*Peer, had, owned map[netip.Prefix]b
 			}
 		}
 	}
-	route := func(pfx netip.Prefix) *netlink.Route {
-		return &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixToIPNet(pfx), Scope: netlink.SCOPE_LINK}
-	}
-	now := map[netip.Prefix]bool{}
-	var errs error
+	var add, del []netip.Prefix
 	for pfx := range want {
-		if err := netlink.RouteReplace(route(pfx)); err != nil {
-			errs = errors.Join(errs, fmt.Errorf("route %s dev %s: %w", pfx, cfg.Device.Name, err))
+		if !had[pfx] {
+			add = append(add, pfx)
+		}
+	}
+	for pfx := range had {
+		if !want[pfx] {
+			del = append(del, pfx)
+		}
+	}
+	if len(add) == 0 && len(del) == 0 {
+		return had, nil
+	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		return had, err
+	}
+	defer nl.Close()
+	link, err := nl.LinkByName(cfg.Device.Name)
+	if err != nil {
+		return had, err
+	}
+	route := func(pfx netip.Prefix) *netlink.Route {
+		return &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixToIPNet(pfx), Scope: netlink.SCOPE_LINK, Protocol: RouteProtocol}
+	}
+	now := make(map[netip.Prefix]bool, len(want))
+	for pfx := range had {
+		now[pfx] = true
+	}
+	var errs error
+	for _, pfx := range add {
+		if err := nl.RouteAdd(route(pfx)); err != nil {
+			if !errors.Is(err, unix.EEXIST) {
+				errs = errors.Join(errs, fmt.Errorf("route %s dev %s: %w", pfx, cfg.Device.Name, err))
+			}
 			continue
 		}
 		now[pfx] = true
 	}
-	for pfx := range had {
-		if !want[pfx] {
-			if err := netlink.RouteDel(route(pfx)); err != nil && !errors.Is(err, unix.ESRCH) {
-				errs = errors.Join(errs, fmt.Errorf("remove route %s dev %s: %w", pfx, cfg.Device.Name, err))
-				now[pfx] = true
-			}
+	for _, pfx := range del {
+		if err := nl.RouteDel(route(pfx)); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = errors.Join(errs, fmt.Errorf("remove route %s dev %s: %w", pfx, cfg.Device.Name, err))
+			continue
 		}
+		delete(now, pfx)
 	}
 	return now, errs
 }

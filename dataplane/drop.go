@@ -29,13 +29,16 @@ const (
 	DropDeviceWrite                                             // device refused the write
 	DropUnderlayWrite                                           // sendmmsg failed for this packet
 	DropLoop                                                    // frame learned from / sent back to its own source
+	DropInnerOversize                                           // inner packet over the device MTU that is no TCP/UDP super-packet
+	DropInnerChecksum                                           // inner super-packet whose checksum is neither partial nor correct
 	NumDrops
 )
 
 var dataplaneDropNames = [...]string{
 	"unknown_peer", "spoofed_inner", "no_route", "not_ip", "bad_ethertype",
 	"not_for_us", "neigh_malformed", "family", "too_big", "pool_exhausted",
-	"ring_full", "device_write", "underlay_write", "loop",
+	"ring_full", "device_write", "underlay_write", "loop", "inner_oversize",
+	"inner_checksum",
 }
 
 // String returns the snake_case label used in logs and metrics.
@@ -62,8 +65,12 @@ type Counters struct {
 	Batches   atomic.Uint64
 	BatchSize Hist // packets per batch
 	Segments  Hist // datagrams per GSO send (writers) or per GRO read (readers)
-	Drops     [NumDrops]atomic.Uint64
-	_         [64]byte
+	// Underlay reader: inner super-packets received (SuperBuckets, bytes).
+	Supers Hist
+	// Device writer: inner packets whose checksum was partial (partial.go).
+	PartialCsum atomic.Uint64
+	Drops       [NumDrops]atomic.Uint64
+	_           [64]byte
 }
 
 func (c *Counters) drop(d Drop) { c.Drops[d].Add(1) }
@@ -81,12 +88,16 @@ type Hist struct {
 func (h *Hist) observe(v int) { h.observeN(v, 1) }
 
 // observeN records n observations of v: one pair of atomic adds for many.
-func (h *Hist) observeN(v int, n uint64) {
+func (h *Hist) observeN(v int, n uint64) { h.observeIn(&HistBuckets, v, n) }
+
+// observeIn records n observations of v into buckets with the given upper
+// bounds.
+func (h *Hist) observeIn(bounds *[len(HistBuckets)]float64, v int, n uint64) {
 	if n == 0 {
 		return
 	}
 	i := 0
-	for i < len(HistBuckets) && float64(v) > HistBuckets[i] {
+	for i < len(bounds) && float64(v) > bounds[i] {
 		i++
 	}
 	h.Buckets[i].Add(n)
@@ -139,6 +150,9 @@ type Stats struct {
 	Drops                                              map[string]uint64
 	// Batches per stage: packets / batches is the mean batch size.
 	DeviceReads, UnderlayWrites, UnderlayReads, DeviceWrites uint64
+	// Inner packets received with a partial checksum, and inner
+	// super-packets received (partial.go).
+	PartialChecksums, SuperPackets uint64
 }
 
 // stage names one pipeline stage's Counters in a queue.
@@ -166,7 +180,8 @@ func (q *queueSet) counters(st stage) *Counters {
 // countersSnap is a plain copy of Counters, summed over queues.
 type countersSnap struct {
 	rxPackets, rxBytes, txPackets, txBytes, batches uint64
-	batchSize, segments                             histSnap
+	batchSize, segments, supers                     histSnap
+	partialCsum                                     uint64
 	drops                                           [NumDrops]uint64
 }
 
@@ -194,6 +209,8 @@ func (d *Dataplane) sum(st stage) countersSnap {
 		s.batches += c.Batches.Load()
 		s.batchSize.add(&c.BatchSize)
 		s.segments.add(&c.Segments)
+		s.supers.add(&c.Supers)
+		s.partialCsum += c.PartialCsum.Load()
 		for r := range s.drops {
 			s.drops[r] += c.Drops[r].Load()
 		}
@@ -216,6 +233,10 @@ func (d *Dataplane) Stats() Stats {
 		UnderlayWrites:   uw.batches,
 		UnderlayReads:    ur.batches,
 		DeviceWrites:     dw.batches,
+		PartialChecksums: dw.partialCsum,
+	}
+	for _, v := range ur.supers.buckets {
+		s.SuperPackets += v
 	}
 	for _, c := range []*countersSnap{&dr, &uw, &ur, &dw} {
 		for r, v := range c.drops {

@@ -321,16 +321,16 @@ func TestVnetTAPFrames(t *testing.T) {
 		other[i] = append([]byte(nil), frames[i]...)
 	}
 	segs := make([]tcpSeg, n)
-	if ends := coalesceRuns(frames, segs, nil, 14, false); !equalInts(ends, []int{3}) {
+	if ends := coalesceRuns(frames, segs, nil, 14, 65535, false); !equalInts(ends, []int{3}) {
 		t.Fatalf("runs %v, want [3]", ends)
 	}
 	var vh [virtioHdrLen]byte
-	superHeader(frames[0][14:], &segs[0], 4000, true, 14, &vh)
+	superHeader(frames[0][14:], &segs[0], 4000, segs[0].pay, true, 14, &vh)
 	if binary.LittleEndian.Uint16(vh[6:]) != 14+20 || binary.LittleEndian.Uint16(vh[2:]) != uint16(14+segs[0].hl) {
 		t.Fatalf("virtio header % x", vh)
 	}
 	other[2][0] ^= 0x10 // another destination MAC
-	if ends := coalesceRuns(other, segs, nil, 14, false); !equalInts(ends, []int{2, 3}) {
+	if ends := coalesceRuns(other, segs, nil, 14, 65535, false); !equalInts(ends, []int{2, 3}) {
 		t.Fatalf("runs %v, want [2 3]", ends)
 	}
 }

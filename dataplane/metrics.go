@@ -13,6 +13,7 @@ type Collector struct {
 	rxPackets, rxBytes, txPackets, txBytes *prometheus.Desc
 	drops, poolFree, ringOcc, peers        *prometheus.Desc
 	batch, gso, gro                        *prometheus.Desc
+	partial, supers                        *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -35,11 +36,13 @@ func NewCollector(d *Dataplane) *Collector {
 		batch:     desc("batch_size", "Packets per batch, by pipeline stage.", "stage"),
 		gso:       desc("gso_segments", "Datagrams per underlay send (UDP GSO trains; 1 = a single datagram)."),
 		gro:       desc("gro_segments", "Datagrams per underlay receive (UDP GRO; 1 = a single datagram)."),
+		partial:   desc("partial_checksum_packets_total", "Inner packets received with a partial TCP/UDP checksum (a kernel peer's checksum offload), handed to the device with NEEDS_CSUM or completed."),
+		supers:    desc("super_packet_bytes", "Inner super-packets received (larger than the device MTU: a kernel peer's GSO across a veth or virtio path), by size in bytes."),
 	}
 }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.poolFree, c.ringOcc, c.peers, c.batch, c.gso, c.gro} {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.poolFree, c.ringOcc, c.peers, c.batch, c.gso, c.gro, c.partial, c.supers} {
 		ch <- d
 	}
 }
@@ -85,15 +88,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	histogram(ch, c.batch, &dw.batchSize, "device_write")
 	histogram(ch, c.gso, &uw.segments)
 	histogram(ch, c.gro, &ur.segments)
+	counter(c.partial, dw.partialCsum)
+	histogramIn(ch, c.supers, &SuperBuckets, &ur.supers)
 }
 
 func histogram(ch chan<- prometheus.Metric, desc *prometheus.Desc, h *histSnap, labels ...string) {
-	buckets := make(map[float64]uint64, len(HistBuckets))
+	histogramIn(ch, desc, &HistBuckets, h, labels...)
+}
+
+func histogramIn(ch chan<- prometheus.Metric, desc *prometheus.Desc, bounds *[len(HistBuckets)]float64, h *histSnap, labels ...string) {
+	buckets := make(map[float64]uint64, len(bounds))
 	var cum uint64
-	for i, ub := range HistBuckets {
+	for i, ub := range bounds {
 		cum += h.buckets[i]
 		buckets[ub] = cum
 	}
-	cum += h.buckets[len(HistBuckets)]
+	cum += h.buckets[len(bounds)]
 	ch <- prometheus.MustNewConstHistogram(desc, cum, float64(h.sum), buckets, labels...)
 }

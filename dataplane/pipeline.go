@@ -428,10 +428,10 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 							continue
 						}
 						copy(d.bufs.buf(sid)[Headroom:], b[o:o+sn])
-						rx, tx, free = d.ingress(sid, Headroom, sn, false, p, tbl, now, rx, tx, free, c)
+						rx, tx, free = d.ingress(sid, Headroom, sn, false, p, tbl, now, rx, tx, free, q)
 						continue
 					}
-					rx, tx, free = d.ingress(idx[i], o, sn, true, p, tbl, now, rx, tx, free, c)
+					rx, tx, free = d.ingress(idx[i], o, sn, true, p, tbl, now, rx, tx, free, q)
 				}
 				continue
 			}
@@ -454,13 +454,13 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 					sn := copy(d.bufs.buf(sid)[Headroom:], b[Headroom+o:Headroom+min(o+seg, m.N)])
 					segs = append(segs, segment{sid, sn})
 				}
-				rx, tx, free = d.ingress(idx[i], Headroom, seg, false, p, tbl, now, rx, tx, free, c)
+				rx, tx, free = d.ingress(idx[i], Headroom, seg, false, p, tbl, now, rx, tx, free, q)
 				for _, s := range segs {
-					rx, tx, free = d.ingress(s.id, Headroom, s.n, false, p, tbl, now, rx, tx, free, c)
+					rx, tx, free = d.ingress(s.id, Headroom, s.n, false, p, tbl, now, rx, tx, free, q)
 				}
 				continue
 			}
-			rx, tx, free = d.ingress(idx[i], Headroom, m.N, false, p, tbl, now, rx, tx, free, c)
+			rx, tx, free = d.ingress(idx[i], Headroom, m.N, false, p, tbl, now, rx, tx, free, q)
 		}
 		c.RxPackets.Add(rxPackets)
 		c.RxBytes.Add(rxBytes)
@@ -495,11 +495,15 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 // ingress decapsulates one datagram of n bytes at off in buffer id from
 // peer p and sorts it to the device, back to the peer, or the drop. A
 // borrowed datagram's buffer is not this packet's to free.
-func (d *Dataplane) ingress(id uint32, off, n int, borrowed bool, p *Peer, tbl *batchView, now int64, rx, tx []packet, free []uint32, c *Counters) ([]packet, []packet, []uint32) {
+func (d *Dataplane) ingress(id uint32, off, n int, borrowed bool, p *Peer, tbl *batchView, now int64, rx, tx []packet, free []uint32, q *queueSet) ([]packet, []packet, []uint32) {
 	b := d.bufs.buf(id)
 	off, end, v, drop := d.tun.decap(b, off, off+n, p, tbl, now)
 	switch v {
 	case toDevice:
+		if end-off > d.tun.innerMax {
+			rx, free = d.superIngress(q, id, off, end, borrowed, p, rx, free)
+			break
+		}
 		rx = append(rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed})
 	case reply:
 		// The reply sits where the request's Ethernet frame was; the VXLAN
@@ -507,7 +511,7 @@ func (d *Dataplane) ingress(id uint32, off, n int, borrowed bool, p *Peer, tbl *
 		no := d.tun.encapReply(b, off)
 		tx = append(tx, packet{idx: id, off: int32(no), end: int32(end), peer: p, borrowed: borrowed})
 	default:
-		c.drop(drop)
+		q.ureader.drop(drop)
 		if !borrowed {
 			free = append(free, id)
 		}

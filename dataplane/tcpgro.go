@@ -57,14 +57,22 @@ type tcpSeg struct {
 	v6    bool
 	udp   bool
 	ok    bool // a segment that may be coalesced
+	// partial: the checksum field holds only the pseudo-header sum (a
+	// kernel peer's checksum offload, see partial.go); the device is
+	// told NEEDS_CSUM instead of being given a packet it would reject.
+	partial bool
+	// super: a TCP (or USO) super-packet larger than the device MTU,
+	// written alone with a GSO header (partial.go).
+	super bool
 }
 
 // parseSeg looks at the inner IP packet p (already checked by decap:
 // version, header length and total length agree with len(p)) for a TCP
-// segment, or, when the device accepts UDP segmentation offload (uso:
-// TUN_F_USO4/6, Linux 6.2 and later), a UDP datagram: runs of one UDP
-// flow's equal-sized datagrams then go to the device as one USO
-// super-packet, as wireguard-go's tun.Write does.
+// segment or a UDP datagram (hl > 0 then). UDP may be coalesced (ok) only
+// when the device accepts UDP segmentation offload (uso: TUN_F_USO4/6,
+// Linux 6.2 and later): runs of one UDP flow's equal-sized datagrams then
+// go to the device as one USO super-packet, as wireguard-go's tun.Write
+// does.
 func parseSeg(p []byte, uso bool) tcpSeg {
 	var s tcpSeg
 	if len(p) < 28 {
@@ -85,10 +93,13 @@ func parseSeg(p []byte, uso bool) tcpSeg {
 	default:
 		return s
 	}
-	if proto == encap.ProtoUDP && uso {
+	if proto == encap.ProtoUDP {
+		if int(binary.BigEndian.Uint16(p[s.iphl+4:])) != len(p)-s.iphl {
+			return s
+		}
 		s.udp, s.hl = true, s.iphl+8
 		s.pay = len(p) - s.hl
-		s.ok = s.pay > 0 && int(binary.BigEndian.Uint16(p[s.iphl+4:])) == len(p)-s.iphl
+		s.ok = s.pay > 0 && uso
 		return s
 	}
 	if proto != encap.ProtoTCP || len(p) < s.iphl+20 {
@@ -162,12 +173,18 @@ func pseudoSum(p []byte, s *tcpSeg, n int) uint64 {
 // sameFlow and their checksums: TCP in sequence, or (uso) UDP datagrams of
 // one size but the last. Each packet starts with l2 bytes of
 // link-layer header (TAP: 14), which must be equal within a run.
-func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int, l2 int, uso bool) []int {
+//
+// A packet longer than mtu (the device's, without l2) is never part of a
+// run: it is a super-packet already (partial.go).
+func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int, l2, mtu int, uso bool) []int {
 	ends = ends[:0]
 	for i := range pkts {
 		segs[i] = tcpSeg{}
 		if len(pkts[i]) > l2 {
 			segs[i] = parseSeg(pkts[i][l2:], uso)
+			if len(pkts[i])-l2 > mtu {
+				segs[i].ok = false
+			}
 		}
 	}
 	for i := 0; i < len(pkts); {
@@ -183,13 +200,13 @@ func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int, l2 int, uso bool) []
 					break
 				}
 				if !verified {
-					if !tcpChecksumOK(pkts[i][l2:], h) {
+					if !checksumUsable(pkts[i][l2:], h) {
 						h.ok = false
 						break
 					}
 					verified = true
 				}
-				if !tcpChecksumOK(pkts[j][l2:], s) {
+				if !checksumUsable(pkts[j][l2:], s) {
 					s.ok = false // written alone; the kernel drops it and counts TCP InCsumErrors
 					break
 				}
@@ -201,6 +218,12 @@ func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int, l2 int, uso bool) []
 				}
 			}
 		}
+		if j == i+1 && h.hl > 0 && !h.partial {
+			// Written alone: a partial checksum needs NEEDS_CSUM, a
+			// super-packet its GSO header (partial.go).
+			h.partial = checksumPartial(pkts[i][l2:], h)
+			h.super = len(pkts[i])-l2 > mtu
+		}
 		ends = append(ends, j)
 		i = j
 	}
@@ -209,9 +232,10 @@ func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int, l2 int, uso bool) []
 
 // superHeader rewrites the headers of head, the first IP packet of a run
 // of segments carrying pay payload bytes in all (psh: the last had PSH),
-// into those of the super-packet, and fills the virtio header vh, whose
-// offsets count l2 bytes of link-layer header in front of head.
-func superHeader(head []byte, h *tcpSeg, pay int, psh bool, l2 int, vh *[virtioHdrLen]byte) {
+// into those of the super-packet, and fills the virtio header vh for
+// segments of gsoSize payload bytes, whose offsets count l2 bytes of
+// link-layer header in front of head.
+func superHeader(head []byte, h *tcpSeg, pay, gsoSize int, psh bool, l2 int, vh *[virtioHdrLen]byte) {
 	l4Len := h.hl - h.iphl + pay
 	if h.v6 {
 		binary.BigEndian.PutUint16(head[4:], uint16(l4Len))
@@ -236,7 +260,7 @@ func superHeader(head []byte, h *tcpSeg, pay int, psh bool, l2 int, vh *[virtioH
 	binary.BigEndian.PutUint16(t[csumAt:], encap.Fold(pseudoSum(head, h, l4Len)))
 	vh[0] = virtioNeedsCsum
 	binary.LittleEndian.PutUint16(vh[2:], uint16(l2+h.hl))   // hdr_len
-	binary.LittleEndian.PutUint16(vh[4:], uint16(h.pay))     // gso_size
+	binary.LittleEndian.PutUint16(vh[4:], uint16(gsoSize))   // gso_size
 	binary.LittleEndian.PutUint16(vh[6:], uint16(l2+h.iphl)) // csum_start
 	binary.LittleEndian.PutUint16(vh[8:], uint16(csumAt))    // csum_offset
 }

@@ -73,7 +73,7 @@ func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
 }
 
 func runsOf(pkts [][]byte) []int {
-	return coalesceRuns(pkts, make([]tcpSeg, len(pkts)), nil, 0, false)
+	return coalesceRuns(pkts, make([]tcpSeg, len(pkts)), nil, 0, 65535, false)
 }
 
 func TestCoalesceRuns(t *testing.T) {
@@ -157,7 +157,7 @@ func TestSuperPacket(t *testing.T) {
 			want = append(want, p[len(p)-o.pay:]...)
 		}
 		segs := make([]tcpSeg, n)
-		if ends := coalesceRuns(pkts, segs, nil, 0, false); !equalInts(ends, []int{n}) {
+		if ends := coalesceRuns(pkts, segs, nil, 0, 65535, false); !equalInts(ends, []int{n}) {
 			t.Fatalf("v6=%v: runs %v", v6, ends)
 		}
 		var vh [virtioHdrLen]byte
@@ -165,7 +165,7 @@ func TestSuperPacket(t *testing.T) {
 		for _, s := range segs {
 			pay += s.pay
 		}
-		superHeader(pkts[0], &segs[0], pay, true, 0, &vh)
+		superHeader(pkts[0], &segs[0], pay, segs[0].pay, true, 0, &vh)
 		sp := append([]byte(nil), pkts[0]...)
 		for i := 1; i < n; i++ {
 			sp = append(sp, pkts[i][segs[i].hl:]...)
@@ -223,7 +223,7 @@ func TestCoalesceRunsAllocatesNothing(t *testing.T) {
 		pkts = append(pkts, buildSeg(t, segOpt{sport: 40000, seq: uint32(i * 1400), pay: 1400, ts: 5}))
 	}
 	segs, ends := make([]tcpSeg, len(pkts)), make([]int, 0, len(pkts))
-	if a := testing.AllocsPerRun(100, func() { ends = coalesceRuns(pkts, segs, ends, 0, false) }); a != 0 {
+	if a := testing.AllocsPerRun(100, func() { ends = coalesceRuns(pkts, segs, ends, 0, 65535, false) }); a != 0 {
 		t.Fatalf("coalesceRuns allocates %.1f per batch", a)
 	}
 }
@@ -236,7 +236,7 @@ func BenchmarkCoalesceRuns(b *testing.B) {
 	segs, ends := make([]tcpSeg, len(pkts)), make([]int, 0, len(pkts))
 	b.SetBytes(44 * 1400)
 	for b.Loop() {
-		ends = coalesceRuns(pkts, segs, ends, 0, false)
+		ends = coalesceRuns(pkts, segs, ends, 0, 65535, false)
 	}
 }
 
@@ -266,7 +266,7 @@ func FuzzCoalesce(f *testing.F) {
 			in = in[n:]
 		}
 		segs := make([]tcpSeg, len(pkts))
-		ends := coalesceRuns(pkts, segs, nil, 0, uso)
+		ends := coalesceRuns(pkts, segs, nil, 0, 65535, uso)
 		start := 0
 		for _, end := range ends {
 			if end <= start || end > len(pkts) {
@@ -285,7 +285,7 @@ func FuzzCoalesce(f *testing.F) {
 					t.Fatalf("run of %d bytes", segs[start].hl+pay)
 				}
 				var vh [virtioHdrLen]byte
-				superHeader(pkts[start], &segs[start], pay, false, 0, &vh)
+				superHeader(pkts[start], &segs[start], pay, segs[start].pay, false, 0, &vh)
 			}
 			start = end
 		}
@@ -326,32 +326,32 @@ func TestCoalesceUDP(t *testing.T) {
 		pkts = append(pkts, buildUDP(t, v6, 1000, 300, false)) // a shorter last one ends the run
 		pkts = append(pkts, buildUDP(t, v6, 1000, 1200, false))
 		segs := make([]tcpSeg, len(pkts))
-		if ends := coalesceRuns(pkts, segs, nil, 0, true); !equalInts(ends, []int{6, 7}) {
+		if ends := coalesceRuns(pkts, segs, nil, 0, 65535, true); !equalInts(ends, []int{6, 7}) {
 			t.Fatalf("v6=%v: runs %v, want [6 7]", v6, ends)
 		}
-		if ends := coalesceRuns(pkts, segs, nil, 0, false); len(ends) != len(pkts) {
+		if ends := coalesceRuns(pkts, segs, nil, 0, 65535, false); len(ends) != len(pkts) {
 			t.Fatalf("v6=%v without USO: runs %v, want all single", v6, ends)
 		}
 		other := append([][]byte{}, pkts[:3]...)
 		other = append(other, buildUDP(t, v6, 1001, 1200, false), buildUDP(t, v6, 1000, 1200, false))
-		if ends := coalesceRuns(other, segs, nil, 0, true); !equalInts(ends, []int{3, 4, 5}) {
+		if ends := coalesceRuns(other, segs, nil, 0, 65535, true); !equalInts(ends, []int{3, 4, 5}) {
 			t.Fatalf("v6=%v other flow: runs %v", v6, ends)
 		}
 		bad := append([][]byte{}, pkts[:3]...)
 		bad[1] = append([]byte(nil), bad[1]...)
 		bad[1][len(bad[1])-1] ^= 0x55
-		if ends := coalesceRuns(bad, segs, nil, 0, true); !equalInts(ends, []int{1, 2, 3}) {
+		if ends := coalesceRuns(bad, segs, nil, 0, 65535, true); !equalInts(ends, []int{1, 2, 3}) {
 			t.Fatalf("v6=%v bad checksum: runs %v", v6, ends)
 		}
 		// The super-packet: lengths, and a checksum that completes.
 		segs = make([]tcpSeg, 6)
-		coalesceRuns(pkts[:6], segs, nil, 0, true)
+		coalesceRuns(pkts[:6], segs, nil, 0, 65535, true)
 		var vh [virtioHdrLen]byte
 		pay := 0
 		for _, s := range segs {
 			pay += s.pay
 		}
-		superHeader(pkts[0], &segs[0], pay, false, 0, &vh)
+		superHeader(pkts[0], &segs[0], pay, segs[0].pay, false, 0, &vh)
 		h := segs[0]
 		if vh[1] != virtioGSOUDPL4 || binary.LittleEndian.Uint16(vh[8:]) != 6 || binary.LittleEndian.Uint16(vh[4:]) != 1200 {
 			t.Fatalf("v6=%v: virtio header % x", v6, vh)
@@ -371,7 +371,7 @@ func TestCoalesceUDP(t *testing.T) {
 	}
 	// IPv4 UDP without a checksum is still coalesced.
 	z := [][]byte{buildUDP(t, false, 7, 500, true), buildUDP(t, false, 7, 500, true)}
-	if ends := coalesceRuns(z, make([]tcpSeg, 2), nil, 0, true); !equalInts(ends, []int{2}) {
+	if ends := coalesceRuns(z, make([]tcpSeg, 2), nil, 0, 65535, true); !equalInts(ends, []int{2}) {
 		t.Fatalf("zero-checksum UDP: runs %v", ends)
 	}
 }

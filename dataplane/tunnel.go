@@ -25,6 +25,10 @@ type tunnel struct {
 	neigh    *neigh.Responder
 	overhead int // bytes encap prepends in the buffer (not counting the kernel's headers)
 	outerLen int // bytes the kernel prepends: outer IP header, and UDP for UDP encaps
+	// innerMax is the largest inner packet the device takes as a plain
+	// one: its MTU, plus the Ethernet header in TAP mode. Longer ones are
+	// super-packets (partial.go).
+	innerMax int
 }
 
 func newTunnel(cfg *config.Config) *tunnel {
@@ -52,6 +56,10 @@ func newTunnel(cfg *config.Config) *tunnel {
 		}
 	case config.EncapIPIP, config.EncapSIT:
 		t.rawV4 = cfg.Underlay.Local.Is4()
+	}
+	t.innerMax = cfg.Device.MTU
+	if t.l2 {
+		t.innerMax += encap.EthernetLen
 	}
 	t.outerLen = encap.IPv4Len
 	if cfg.Underlay.Local.Is6() {

@@ -15,6 +15,7 @@ import (
 type vnetWriter struct {
 	rc   syscall.RawConn
 	l2   int  // link-layer header in front of each packet (TAP: 14)
+	mtu  int  // the device MTU: longer packets are super-packets (partial.go)
 	uso  bool // the device takes UDP segmentation offload: coalesce UDP too
 	segs []tcpSeg
 	ends []int
@@ -33,7 +34,7 @@ type vnetWriter struct {
 
 // newVnetWriter returns a writer for dev when it is a device queue with
 // the virtio header (vnet_linux.go), or nil.
-func newVnetWriter(dev Device, size int) *vnetWriter {
+func newVnetWriter(dev Device, size, mtu int) *vnetWriter {
 	vd, ok := dev.(vnetDevice)
 	if !ok {
 		return nil
@@ -46,23 +47,29 @@ func newVnetWriter(dev Device, size int) *vnetWriter {
 	if err != nil {
 		return nil
 	}
-	w := &vnetWriter{rc: rc, l2: l2, uso: uso, segs: make([]tcpSeg, size), ends: make([]int, 0, size),
+	w := &vnetWriter{rc: rc, l2: l2, mtu: mtu, uso: uso, segs: make([]tcpSeg, size), ends: make([]int, 0, size),
 		iovs: make([]unix.Iovec, 0, maxCoalesceSegments+1)}
 	w.fn = w.writeRuns
 	return w
 }
 
 // write writes pkts (at most the size given to newVnetWriter) and returns
-// how many the kernel refused. The error is only ever a closed device.
-func (w *vnetWriter) write(pkts [][]byte) (dropped int, err error) {
-	w.ends = coalesceRuns(pkts, w.segs, w.ends, w.l2, w.uso)
+// how many the kernel refused and how many had a partial checksum. The
+// error is only ever a closed device.
+func (w *vnetWriter) write(pkts [][]byte) (dropped, partial int, err error) {
+	w.ends = coalesceRuns(pkts, w.segs, w.ends, w.l2, w.mtu, w.uso)
+	for i := range pkts {
+		if w.segs[i].partial {
+			partial++
+		}
+	}
 	w.pkts, w.next, w.dropped, w.err = pkts, 0, 0, nil
 	if err := w.rc.Write(w.fn); err != nil {
-		return w.dropped, err
+		return w.dropped, partial, err
 	}
 	dropped, err = w.dropped, w.err
 	w.pkts = nil
-	return dropped, err
+	return dropped, partial, err
 }
 
 // writeRuns is the RawConn callback: it writes the runs from w.next on,
@@ -77,7 +84,18 @@ func (w *vnetWriter) writeRuns(fd uintptr) bool {
 		iovs := w.iovs[:0]
 		head := w.pkts[start]
 		if end-start == 1 {
-			iovs = appendIovec(iovs, w.zero[:])
+			s := &w.segs[start]
+			switch {
+			case s.super:
+				// A peer's GSO super-packet, checksum partial (partial.go).
+				superHeader(head[w.l2:], s, s.pay, w.mtu-s.hl, false, w.l2, &w.vh)
+				iovs = appendIovec(iovs, w.vh[:])
+			case s.partial:
+				partialHeader(s, w.l2, &w.vh)
+				iovs = appendIovec(iovs, w.vh[:])
+			default:
+				iovs = appendIovec(iovs, w.zero[:])
+			}
 			iovs = appendIovec(iovs, head)
 		} else {
 			h := &w.segs[start]
@@ -85,7 +103,7 @@ func (w *vnetWriter) writeRuns(fd uintptr) bool {
 			for i := start; i < end; i++ {
 				pay += w.segs[i].pay
 			}
-			superHeader(head[w.l2:], h, pay, w.segs[end-1].flags&tcpFlagPSH != 0, w.l2, &w.vh)
+			superHeader(head[w.l2:], h, pay, h.pay, w.segs[end-1].flags&tcpFlagPSH != 0, w.l2, &w.vh)
 			iovs = appendIovec(iovs, w.vh[:])
 			iovs = appendIovec(iovs, head)
 			for i := start + 1; i < end; i++ {

@@ -213,7 +213,7 @@ type deviceWriter struct {
 
 func (d *Dataplane) newDeviceWriter(dev Device, c *Counters, size int) *deviceWriter {
 	return &deviceWriter{d: d, dev: dev, c: c, bufs: make([][]byte, size), idx: make([]uint32, size),
-		vw: newVnetWriter(dev, size)}
+		vw: newVnetWriter(dev, size, d.cfg.Device.MTU)}
 }
 
 // headroomFree reports whether the writer leaves the bytes in front of
@@ -242,24 +242,39 @@ func (w *deviceWriter) write(ps []packet) error {
 			w.bufs[i] = d.bufs.buf(p.idx)[p.off:p.end]
 			p.peer = nil
 		}
-		dropped, err := w.vw.write(w.bufs[:n])
+		dropped, partial, err := w.vw.write(w.bufs[:n])
 		d.bufs.putBatch(w.idx[:owned])
 		if err != nil {
 			return err
+		}
+		if partial > 0 {
+			c.PartialCsum.Add(uint64(partial))
 		}
 		c.Drops[DropDeviceWrite].Add(uint64(dropped))
 		c.TxPackets.Add(uint64(n - dropped))
 		c.TxBytes.Add(bytes)
 		return nil
 	}
+	partial := 0
 	for i := range ps {
 		p := &ps[i]
+		// No virtio header to say NEEDS_CSUM: complete a peer's partial
+		// checksum here, as the NIC would have (partial.go).
+		if ip, _, ok := d.tun.innerIP(d.bufs.buf(p.idx), int(p.off), int(p.end)); ok {
+			if s := parseSeg(ip, false); s.hl > 0 && checksumPartial(ip, &s) {
+				completeChecksum(ip, &s)
+				partial++
+			}
+		}
 		// Every packet must sit at the same offset for Write, and a
 		// decapsulated one starts wherever its outer headers ended: slice
 		// each buffer so that the packet begins Headroom bytes into its
 		// slice.
 		w.bufs[i] = d.bufs.buf(p.idx)[int(p.off)-Headroom : p.end]
 		ps[i].peer = nil
+	}
+	if partial > 0 {
+		c.PartialCsum.Add(uint64(partial))
 	}
 	_, err := w.dev.Write(w.bufs[:n], Headroom)
 	d.bufs.putBatch(w.idx[:owned])

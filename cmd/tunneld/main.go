@@ -158,8 +158,9 @@ func (d *service) loop(statsEvery time.Duration, learnedc <-chan []routes.Peer, 
 			d.log.Error("route watcher stopped", "err", err)
 			return 1
 		case ps := <-learnedc:
+			t0 := time.Now()
 			d.learned = ps
-			if err := d.applyPeers(d.cfg); err != nil {
+			if err := d.applyPeers(d.cfg, t0); err != nil {
 				d.log.Error("peers from routes", "err", err)
 			}
 		case <-tick:
@@ -170,28 +171,31 @@ func (d *service) loop(statsEvery time.Duration, learnedc <-chan []routes.Peer, 
 
 // applyPeers gives the backend the configured peers plus, in route-driven
 // mode, the ones learned from kernel routes.
-func (d *service) applyPeers(cfg *config.Config) error {
+// t0 is when the change arrived, for the took= of the log line.
+func (d *service) applyPeers(cfg *config.Config, t0 time.Time) error {
 	peers := cfg.Peers
+	var learned []routes.Peer
 	if cfg.PeersFrom == config.PeersFromRoutes {
 		var notes []string
 		peers, notes = routes.Merge(cfg, d.learned)
 		for _, n := range notes {
 			d.log.Warn("route-driven peer", "note", n)
 		}
-		d.log.Info("peers from routes", "learned", len(d.learned), "peers", len(peers))
-	}
-	d.m.peers.Set(float64(len(peers)))
-	var learned []routes.Peer
-	if cfg.PeersFrom == config.PeersFromRoutes {
 		learned = d.learned
 	}
-	return d.be.SetPeers(peers, learned)
+	d.m.peers.Set(float64(len(peers)))
+	err := d.be.SetPeers(peers, learned)
+	if cfg.PeersFrom == config.PeersFromRoutes {
+		d.log.Info("peers from routes", "learned", len(d.learned), "peers", len(peers), "took", time.Since(t0).Round(time.Microsecond))
+	}
+	return err
 }
 
 // reload re-reads the config and applies a change of peers. Changes to
 // anything else need a restart; they are reported, and the running
 // configuration stays.
 func (d *service) reload() bool {
+	t0 := time.Now()
 	next, err := config.Load(d.path)
 	if err != nil {
 		d.log.Error("reload rejected: keeping the running config", "err", err)
@@ -205,12 +209,12 @@ func (d *service) reload() bool {
 	// Only the peers of the new file are taken; the rest stays as started.
 	applied := *cur
 	applied.Peers = next.Peers
-	if err := d.applyPeers(&applied); err != nil {
+	if err := d.applyPeers(&applied, t0); err != nil {
 		d.log.Error("reload: peers", "err", err)
 		return false
 	}
 	d.cfg = &applied
-	d.log.Info("reloaded", "peers", len(next.Peers))
+	d.log.Info("reloaded", "peers", len(next.Peers), "took", time.Since(t0).Round(time.Microsecond))
 	return true
 }
 
@@ -233,7 +237,8 @@ func dropPrivileges(log *slog.Logger) {
 func logStats(log *slog.Logger, dp *dataplane.Dataplane) {
 	s := dp.Stats()
 	attrs := []any{"egress_in", s.EgressRxPackets, "egress_out", s.EgressTxPackets, "ingress_in", s.IngressRxPackets, "ingress_out", s.IngressTxPackets,
-		"batches_device_read", s.DeviceReads, "batches_underlay_write", s.UnderlayWrites, "batches_underlay_read", s.UnderlayReads, "batches_device_write", s.DeviceWrites}
+		"batches_device_read", s.DeviceReads, "batches_underlay_write", s.UnderlayWrites, "batches_underlay_read", s.UnderlayReads, "batches_device_write", s.DeviceWrites,
+		"partial_checksums", s.PartialChecksums, "super_packets", s.SuperPackets}
 	for k, v := range s.Drops {
 		attrs = append(attrs, "drop_"+k, v)
 	}

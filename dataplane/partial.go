@@ -1,0 +1,217 @@
+package dataplane
+
+// What a kernel peer sends over a path it trusts: partial checksums and
+// super-packets.
+//
+// When the sender's kernel offloads the inner TCP/UDP checksum (every
+// veth, virtio and tunnel device does by default), the packet leaves the
+// sender CHECKSUM_PARTIAL: the checksum field holds only the folded
+// pseudo-header sum, and whoever finally puts it on a wire fills in the
+// rest. Across a veth, or a virtio NIC that passes offloads through,
+// nobody does: the receiving kernel keeps the "partial" mark on the skb
+// and trusts it, but a socket reader sees only the bytes. The same holds
+// for segmentation: the sender's GSO super-packet (up to 64 KiB, one
+// inner TCP or UDP header) crosses uncut, and arrives as one datagram
+// larger than the underlay MTU, with no UDP_GRO control message.
+//
+// Written to the TUN as plain packets, the receiving TCP drops both:
+// the first with a checksum error (TcpInCsumErrors), the second too. The
+// kernel's own vxlan device instead hands them on as it got them, and so
+// does tunneld:
+//   - a partial checksum goes to the device with the virtio header's
+//     NEEDS_CSUM (csum_start/csum_offset), or is completed in software
+//     where the device has no virtio header;
+//   - a TCP or UDP super-packet goes to the device as one GSO packet
+//     (gso_size: what the device MTU carries after the headers), or is
+//     split in software where the device takes no GSO (or no USO);
+//   - any other packet larger than the device MTU is dropped as
+//     inner_oversize: nothing can have cut it from a segmentation offload.
+//
+// Why the partial test is safe. A packet counts as partial only when its
+// checksum field equals, bit for bit, the folded pseudo-header sum over
+// its own addresses and length; the device then computes the checksum
+// over the bytes as they are. Corruption on the way is accepted only when
+// it leaves that one value in the field: for damage that changes the
+// field, 1 in 65536, the odds at which damage yields a valid checksum;
+// for damage that spares the field, only when the sender's correct
+// checksum happened to equal the pseudo-header sum, again 1 in 65536 of
+// packets. So a damaged packet passes at most twice as often as the
+// checksum alone would let it (2^-15 against 2^-16), and only damage that
+// the underlay's own checks (Ethernet FCS, the outer UDP checksum the
+// kernel vxlan sends) missed first. Any other mismatch is left for the
+// receiving stack to drop and count. Accepting every bad checksum as
+// partial would pass every corrupted packet; testing nothing would drop
+// every packet of a kernel peer on a local path.
+//
+// The kernel's own receive path does the same for the CHECKSUM_PARTIAL
+// packets it gets from a veth, without even this test.
+
+import (
+	"encoding/binary"
+
+	"tunnelplane/encap"
+)
+
+// checksumAt is the offset of the checksum field in s's transport header.
+func checksumAt(s *tcpSeg) int {
+	if s.udp {
+		return 6
+	}
+	return 16
+}
+
+// checksumPartial reports whether the TCP/UDP packet p (parsed as s, hl >
+// 0) carries a partial checksum: exactly the folded pseudo-header sum. It
+// sets s.partial.
+func checksumPartial(p []byte, s *tcpSeg) bool {
+	at := s.iphl + checksumAt(s)
+	s.partial = binary.BigEndian.Uint16(p[at:]) == encap.Fold(pseudoSum(p, s, len(p)-s.iphl))
+	return s.partial
+}
+
+// checksumUsable reports whether the segment p may go to the device in a
+// NEEDS_CSUM super-packet: its checksum verifies, or it is partial.
+func checksumUsable(p []byte, s *tcpSeg) bool {
+	return tcpChecksumOK(p, s) || checksumPartial(p, s)
+}
+
+// completeChecksum fills in the partial checksum of p (parsed as s) as a
+// NIC would: the field already holds the pseudo-header sum, so the sum
+// from the transport header on is the checksum.
+func completeChecksum(p []byte, s *tcpSeg) {
+	at := s.iphl + checksumAt(s)
+	c := ^encap.Fold(encap.Sum(p[s.iphl:], 0))
+	if s.udp && c == 0 {
+		c = 0xffff // 0 means "no checksum" in UDP
+	}
+	binary.BigEndian.PutUint16(p[at:], c)
+	s.partial = false
+}
+
+// partialHeader fills vh for a single packet whose checksum is partial:
+// no GSO, the kernel completes the checksum (or trusts it on local
+// delivery, as it trusts the same packet from a veth).
+func partialHeader(s *tcpSeg, l2 int, vh *[virtioHdrLen]byte) {
+	*vh = [virtioHdrLen]byte{}
+	vh[0] = virtioNeedsCsum
+	binary.LittleEndian.PutUint16(vh[2:], uint16(l2+s.hl))       // hdr_len
+	binary.LittleEndian.PutUint16(vh[6:], uint16(l2+s.iphl))     // csum_start
+	binary.LittleEndian.PutUint16(vh[8:], uint16(checksumAt(s))) // csum_offset
+}
+
+// innerIP returns the IP packet in the inner packet b[off:end]: all of it
+// in TUN mode, the payload of an IPv4/IPv6 Ethernet frame in TAP mode
+// (ok false for any other frame).
+func (t *tunnel) innerIP(b []byte, off, end int) (ip []byte, l2 int, ok bool) {
+	if !t.l2 {
+		return b[off:end], 0, true
+	}
+	if end-off < encap.EthernetLen {
+		return nil, 0, false
+	}
+	switch binary.BigEndian.Uint16(b[off+12:]) {
+	case encap.EtherTypeIPv4, encap.EtherTypeIPv6:
+		return b[off+encap.EthernetLen : end], encap.EthernetLen, true
+	}
+	return nil, 0, false
+}
+
+// splitScratch is an underlay reader's scratch for superIngress's
+// software split, allocated once per queue.
+type splitScratch struct {
+	ids   []uint32
+	bufs  [][]byte
+	sizes []int
+}
+
+// maxSplitSegments bounds a software split: 64 KiB at the smallest IPv6
+// MTU's segment size.
+const maxSplitSegments = 64
+
+func newSplitScratch() splitScratch {
+	return splitScratch{ids: make([]uint32, 0, maxSplitSegments), bufs: make([][]byte, maxSplitSegments), sizes: make([]int, maxSplitSegments)}
+}
+
+// SuperBuckets are the upper bounds, in bytes, of the histogram of
+// super-packets received (inner packets larger than the device MTU).
+var SuperBuckets = [len(HistBuckets)]float64{2048, 4096, 8192, 16384, 24576, 32768, 49152, 65536}
+
+// superIngress takes an inner packet b[off:end] (in buffer id) longer
+// than the device MTU: a TCP or UDP super-packet goes on to the device
+// as one GSO packet where the device takes it, else split in software
+// into buffers of its own; anything else is dropped as inner_oversize.
+func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed bool, p *Peer, rx []packet, free []uint32) ([]packet, []uint32) {
+	c, sc := &q.ureader, &q.split
+	drop := func(r Drop) ([]packet, []uint32) {
+		c.drop(r)
+		if !borrowed {
+			free = append(free, id)
+		}
+		return rx, free
+	}
+	b := d.bufs.buf(id)
+	ip, l2, ok := d.tun.innerIP(b, off, end)
+	if !ok {
+		return drop(DropInnerOversize)
+	}
+	s := parseSeg(ip, false)
+	if s.hl == 0 || s.pay == 0 {
+		return drop(DropInnerOversize)
+	}
+	c.Supers.observeIn(&SuperBuckets, end-off, 1)
+	if !checksumPartial(ip, &s) {
+		// A super-packet whose checksum is complete (nothing sends one,
+		// but nothing forbids it): verified, then marked partial, which
+		// both the GSO write and the split below expect.
+		if !tcpChecksumOK(ip, &s) {
+			return drop(DropInnerChecksum)
+		}
+		binary.BigEndian.PutUint16(ip[s.iphl+checksumAt(&s):], encap.Fold(pseudoSum(ip, &s, len(ip)-s.iphl)))
+	}
+	mss := d.cfg.Device.MTU - s.hl
+	if mss <= 0 {
+		return drop(DropInnerOversize)
+	}
+	if d.devGSO && (!s.udp || d.devUSO) {
+		// The device writer (tunwrite_linux.go) gives it a GSO header.
+		return append(rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed}), free
+	}
+	h := virtioHdr{flags: virtioNeedsCsum, gsoSize: mss, csumStart: l2 + s.iphl, csumOffset: checksumAt(&s)}
+	switch {
+	case s.udp:
+		h.gsoType = virtioGSOUDPL4
+	case s.v6:
+		h.gsoType = virtioGSOTCPv6
+	default:
+		h.gsoType = virtioGSOTCPv4
+	}
+	n := (s.pay + mss - 1) / mss
+	if n > len(sc.bufs) {
+		return drop(DropTooBig)
+	}
+	ids := sc.ids[:0]
+	for range n {
+		sid, ok := d.bufs.getSmall()
+		if !ok {
+			d.bufs.putBatch(ids)
+			return drop(DropPoolExhausted)
+		}
+		ids = append(ids, sid)
+	}
+	for i, sid := range ids {
+		sc.bufs[i] = d.bufs.buf(sid)
+	}
+	k, err := splitSuper(b[off:end], h, l2, sc.bufs[:n], sc.sizes[:n], Headroom)
+	if err != nil {
+		d.bufs.putBatch(ids)
+		return drop(Drop(encap.DropBadInner))
+	}
+	for i := range k {
+		rx = append(rx, packet{idx: ids[i], off: Headroom, end: int32(Headroom + sc.sizes[i]), peer: p})
+	}
+	d.bufs.putBatch(ids[k:])
+	if !borrowed {
+		free = append(free, id)
+	}
+	return rx, free
+}
