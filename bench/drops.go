@@ -1,13 +1,6 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
-
 	"tunnelplane/bench/topo"
 )
 
@@ -27,49 +20,8 @@ type UDPDrops struct {
 	SenderDev           string `json:"sender_dev"`
 }
 
-// ParseSNMPUDP returns the "Udp:" counters of a /proc/net/snmp table by
-// name (InDatagrams, InErrors, RcvbufErrors, ...).
-func ParseSNMPUDP(snmp []byte) (map[string]int64, error) {
-	var names []string
-	sc := bufio.NewScanner(bytes.NewReader(snmp))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if names == nil {
-			names = f[1:]
-			continue
-		}
-		if len(f)-1 != len(names) {
-			return nil, fmt.Errorf("snmp: Udp: %d names, %d values", len(names), len(f)-1)
-		}
-		m := make(map[string]int64, len(names))
-		for i, n := range names {
-			v, err := strconv.ParseInt(f[i+1], 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("snmp: Udp %s: %w", n, err)
-			}
-			m[n] = v
-		}
-		return m, nil
-	}
-	return nil, fmt.Errorf("snmp: no Udp: lines")
-}
-
-// udpCounters reads the namespace's UDP counters.
-func udpCounters(ns *topo.NS) (map[string]int64, error) {
-	var m map[string]int64
-	err := ns.Do(func() error {
-		b, err := os.ReadFile("/proc/thread-self/net/snmp")
-		if err != nil {
-			return err
-		}
-		m, err = ParseSNMPUDP(b)
-		return err
-	})
-	return m, err
-}
+// udpCounters reads the namespace's UDP counters ("Udp.RcvbufErrors").
+func udpCounters(ns *topo.NS) (map[string]int64, error) { return ns.SNMP() }
 
 // devTxDropped reads a device's tx_dropped counter over netlink.
 func devTxDropped(ns *topo.NS, ifname string) int64 {
@@ -101,8 +53,8 @@ func (p *dropProbe) done() *UDPDrops {
 		d.SenderDevTxDropped = tx1 - p.tx0
 	}
 	if u1, err := udpCounters(p.to); err == nil && p.udp0 != nil {
-		d.ReceiverUDPRcvbufErrors = u1["RcvbufErrors"] - p.udp0["RcvbufErrors"]
-		d.ReceiverUDPInErrors = u1["InErrors"] - p.udp0["InErrors"]
+		d.ReceiverUDPRcvbufErrors = u1["Udp.RcvbufErrors"] - p.udp0["Udp.RcvbufErrors"]
+		d.ReceiverUDPInErrors = u1["Udp.InErrors"] - p.udp0["Udp.InErrors"]
 	}
 	return d
 }

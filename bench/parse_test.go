@@ -206,21 +206,3 @@ func TestTunneldConfig(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
-
-func TestParseSNMPUDP(t *testing.T) {
-	snmp := "Ip: Forwarding DefaultTTL\nIp: 1 64\n" +
-		"Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n" +
-		"Udp: 100 2 30 400 25 0 5 0 0\n" +
-		"UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n" +
-		"UdpLite: 0 0 0 0 0 0 0 0 0\n"
-	m, err := ParseSNMPUDP([]byte(snmp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m["InDatagrams"] != 100 || m["RcvbufErrors"] != 25 || m["InErrors"] != 30 || m["MemErrors"] != 0 {
-		t.Errorf("%v", m)
-	}
-	if _, err := ParseSNMPUDP([]byte("Udp: A B\nUdp: 1\n")); err == nil {
-		t.Error("mismatched Udp lines: no error")
-	}
-}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/netip"
 	"os/exec"
+	"testing"
 
 	"github.com/vishvananda/netlink"
 )
@@ -56,3 +57,6 @@ func (c *Capture) Snapshot() []Frame   { return nil }
 func (c *Capture) StopFrames() []Frame { return nil }
 func (c *Capture) Stop() [][]byte      { return nil }
 func (c *Capture) Err() error          { return nil }
+
+func (n *NS) SNMP() (map[string]int64, error)    { return nil, ErrUnsupported }
+func NoChecksumErrors(tb testing.TB, nss ...*NS) {}

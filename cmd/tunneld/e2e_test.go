@@ -206,29 +206,50 @@ func expectGRE(proto layers.EthernetType, key *uint32) func(*testing.T, []topo.F
 
 // TestKernelVXLANInterop runs tunneld in namespace A against the Linux
 // kernel's own vxlan device in namespace B, programmed as flannel programs a
-// node: ping and TCP in both directions, in TUN and TAP mode, with VNI 42 on
-// port 4789 and with flannel's defaults (VNI 1, port 8472).
+// node: ping, a 10 MB TCP transfer checked by hash and UDP in both
+// directions, in TUN and TAP mode, with VNI 42 on port 4789 and with
+// flannel's defaults (VNI 1, port 8472), with the underlay veth offloads
+// on (the kernel's default: B sends partial checksums and uncut GSO
+// super-packets) and off, and with tunneld's device offloads auto and
+// off. Neither kernel may count a checksum error.
 func TestKernelVXLANInterop(t *testing.T) {
 	for _, mode := range []string{"tun", "tap"} {
 		for _, vp := range []struct{ vni, port int }{{42, 4789}, {1, 8472}} {
-			t.Run(fmt.Sprintf("%s/vni%d-port%d", mode, vp.vni, vp.port), func(t *testing.T) {
-				p := topo.NewPair(t, topo.PairOptions{})
-				la, lb := p.AddrA.Addr(), p.AddrB.Addr()
-				oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
-				macA, macB := [6]byte{2, 0, 0, 0, 1, 1}, [6]byte{2, 0, 0, 0, 2, 2}
-				if err := p.B.AddKernelVXLAN(topo.KernelVXLAN{
-					Name: "vxlan0", VNI: uint32(vp.vni), Port: vp.port,
-					Local: lb, Remote: la, MAC: macB, Addr: ob, MTU: 1450,
-				}, oa.Addr(), macA); err != nil {
-					t.Fatal(err)
+			for _, veth := range []bool{true, false} {
+				for _, offload := range []string{"auto", "off"} {
+					name := fmt.Sprintf("%s/vni%d-port%d/veth-offloads-%s/offload-%s", mode, vp.vni, vp.port, onOff(veth), offload)
+					t.Run(name, func(t *testing.T) { kernelVXLANCase(t, mode, vp.vni, vp.port, veth, offload) })
 				}
-				encapBody := fmt.Sprintf("  type: vxlan\n  vni: %d\n  port: %d\n", vp.vni, vp.port)
-				startTunneld(t, p.A, "tp0", tunneldConfig(mode, encapBody, "", la, lb, oa, ob, "02:00:00:00:01:01", "02:00:00:00:02:02"))
-				ping(t, p.A, ob.Addr())
-				ping(t, p.B, oa.Addr())
-				tcpTransfer(t, p.A, p.B, ob.Addr(), 10<<20)
-				tcpTransfer(t, p.B, p.A, oa.Addr(), 10<<20)
-			})
+			}
 		}
 	}
+}
+
+func kernelVXLANCase(t *testing.T, mode string, vni, port int, veth bool, offload string) {
+	p := topo.NewPair(t, topo.PairOptions{Offloads: veth})
+	la, lb := p.AddrA.Addr(), p.AddrB.Addr()
+	oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
+	macA, macB := [6]byte{2, 0, 0, 0, 1, 1}, [6]byte{2, 0, 0, 0, 2, 2}
+	if err := p.B.AddKernelVXLAN(topo.KernelVXLAN{
+		Name: "vxlan0", VNI: uint32(vni), Port: port,
+		Local: lb, Remote: la, MAC: macB, Addr: ob, MTU: 1450,
+	}, oa.Addr(), macA); err != nil {
+		t.Fatal(err)
+	}
+	topo.NoChecksumErrors(t, p.A, p.B)
+	encapBody := fmt.Sprintf("  type: vxlan\n  vni: %d\n  port: %d\n", vni, port)
+	startTunneld(t, p.A, "tp0", tunneldConfig(mode, encapBody, "offload: "+offload+"\n", la, lb, oa, ob, "02:00:00:00:01:01", "02:00:00:00:02:02"))
+	ping(t, p.A, ob.Addr())
+	ping(t, p.B, oa.Addr())
+	tcpTransfer(t, p.A, p.B, ob.Addr(), 10<<20)
+	tcpTransfer(t, p.B, p.A, oa.Addr(), 10<<20)
+	udpTransfer(t, p.A, p.B, ob.Addr(), 200)
+	udpTransfer(t, p.B, p.A, oa.Addr(), 200)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

@@ -3,14 +3,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -487,39 +485,7 @@ func httpGetIn(ns *topo.NS, path string) (string, error) {
 	return string(b), err
 }
 
-// snmpIn reads ns's /proc/net/snmp as "Ip.InHdrErrors" -> value. The file
-// is read from the thread that has entered ns (/proc/self/net would show
-// the main thread's namespace).
-func snmpIn(ns *topo.NS) (map[string]int64, error) {
-	m := map[string]int64{}
-	err := ns.Do(func() error {
-		f, err := os.Open("/proc/thread-self/net/snmp")
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		s := bufio.NewScanner(f)
-		var names []string
-		for s.Scan() {
-			fields := strings.Fields(s.Text())
-			if len(fields) < 2 {
-				continue
-			}
-			proto := strings.TrimSuffix(fields[0], ":")
-			if _, err := strconv.ParseInt(fields[1], 10, 64); err != nil {
-				names = fields[1:] // header line
-				continue
-			}
-			for i, v := range fields[1:] {
-				if i < len(names) {
-					n, _ := strconv.ParseInt(v, 10, 64)
-					m[proto+"."+names[i]] = n
-				}
-			}
-		}
-		return s.Err()
-	})
-	return m, err
-}
+// snmpIn reads ns's /proc/net/snmp and snmp6 as "Ip.InHdrErrors" -> value.
+func snmpIn(ns *topo.NS) (map[string]int64, error) { return ns.SNMP() }
 
 func htons16(v uint16) uint16 { return v<<8 | v>>8 }
