@@ -15,6 +15,7 @@ import (
 
 	"tunnelplane/dataplane"
 	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/flannel"
 	"tunnelplane/dataplane/privs"
 	"tunnelplane/dataplane/routes"
 )
@@ -82,16 +83,36 @@ type service struct {
 	dp      *dataplane.Dataplane // nil on the kernel backend
 	m       *metrics
 	learned []routes.Peer
+	fl      *flannelNode  // nil unless peers_from: flannel
+	leased  []config.Peer // the last snapshot of flannel leases
 }
 
 func serve(cfg *config.Config, path string, log *slog.Logger, statsEvery time.Duration) int {
+	fl, err := joinFlannel(cfg, log) // before the device: its address comes from the lease
+	if err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	if fl != nil {
+		defer fl.close()
+	}
 	be, dp, err := openBackend(cfg, log)
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1
 	}
-	d := &service{cfg: cfg, path: path, log: log, be: be, dp: dp}
+	if fl != nil {
+		if err := fl.setUp(cfg); err != nil {
+			log.Error("start", "err", err)
+			be.Close()
+			return 1
+		}
+	}
+	d := &service{cfg: cfg, path: path, log: log, be: be, dp: dp, fl: fl}
 	d.m = newMetrics(dp, cfg, be.Name())
+	if fl != nil {
+		d.m.addFlannel(fl.stats)
+	}
 	if cfg.Metrics.Listen != "" {
 		srv, err := serveHTTP(cfg.Metrics.Listen, d.m.reg, log)
 		if err != nil {
@@ -115,6 +136,9 @@ func serve(cfg *config.Config, path string, log *slog.Logger, statsEvery time.Du
 				learnedc <- ps
 			})
 		}()
+	}
+	if fl != nil {
+		go fl.run(ctx)
 	}
 	dropPrivileges(log)
 	log.Info("forwarding", "backend", be.Name(), "device", cfg.Device.Name, "mode", cfg.Device.Mode, "encap", cfg.Encap.Type,
@@ -157,6 +181,15 @@ func (d *service) loop(statsEvery time.Duration, learnedc <-chan []routes.Peer, 
 		case err := <-watchErr:
 			d.log.Error("route watcher stopped", "err", err)
 			return 1
+		case ps := <-d.flannelPeers():
+			t0 := time.Now()
+			d.leased = ps
+			if err := d.applyPeers(d.cfg, t0); err != nil {
+				d.log.Error("peers from flannel", "err", err)
+			}
+		case err := <-d.flannelErr():
+			d.log.Error("flannel stopped", "err", err)
+			return 1
 		case ps := <-learnedc:
 			t0 := time.Now()
 			d.learned = ps
@@ -183,10 +216,20 @@ func (d *service) applyPeers(cfg *config.Config, t0 time.Time) error {
 		}
 		learned = d.learned
 	}
+	if cfg.PeersFrom == config.PeersFromFlannel {
+		var notes []string
+		peers, notes = flannel.Merge(cfg.Peers, d.leased)
+		for _, n := range notes {
+			d.log.Warn("flannel peer", "note", n)
+		}
+	}
 	d.m.peers.Set(float64(len(peers)))
 	err := d.be.SetPeers(peers, learned)
 	if cfg.PeersFrom == config.PeersFromRoutes {
 		d.log.Info("peers from routes", "learned", len(d.learned), "peers", len(peers), "took", time.Since(t0).Round(time.Microsecond))
+	}
+	if cfg.PeersFrom == config.PeersFromFlannel {
+		d.log.Info("peers from flannel", "leases", len(d.leased), "peers", len(peers), "took", time.Since(t0).Round(time.Microsecond))
 	}
 	return err
 }

@@ -6,6 +6,7 @@ import (
 
 	"tunnelplane/dataplane"
 	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/flannel"
 )
 
 // metrics is tunneld's registry: the data plane's collector, the daemon's
@@ -45,4 +46,19 @@ func newMetrics(dp *dataplane.Dataplane, cfg *config.Config, backendName string)
 		m.reg.MustRegister(m.peers)
 	}
 	return m
+}
+
+// addFlannel exports the flannel node's counters (peers_from: flannel),
+// every series even at zero.
+func (m *metrics) addFlannel(st *flannel.Stats) {
+	counter := func(name, help string, v func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
+	}
+	m.reg.MustRegister(
+		counter("tunneld_flannel_malformed_leases_total", "Flannel lease writes skipped as malformed (logged).", st.MalformedLeases.Load),
+		counter("tunneld_flannel_ignored_leases_total", "Flannel leases of another backend type, ignored (logged once each).", st.IgnoredLeases.Load),
+		counter("tunneld_flannel_resyncs_total", "Full lease lists after a broken etcd watch.", st.Resyncs.Load),
+		counter("tunneld_flannel_lease_renewals_total", "Renewals of this node's own lease.", st.Renewals.Load),
+		counter("tunneld_flannel_snapshots_total", "Peer snapshots built from flannel leases (one per burst of changes).", st.Snapshots.Load),
+	)
 }
