@@ -41,6 +41,9 @@ type Result struct {
 	Ping      *PingResult `json:"ping,omitempty"`
 	Resources *Resources  `json:"resources,omitempty"` // tunneld scenarios only
 	Ratios    *Ratios     `json:"ratios,omitempty"`    // against Baseline, same offload setting
+	// ChecksumErrors: packets both kernels dropped for a bad TCP/UDP/ICMP
+	// checksum during the measured phase (must be 0; /proc/net/snmp).
+	ChecksumErrors int64 `json:"checksum_errors"`
 }
 
 // Resources are the tunneld processes' costs during a scenario.

@@ -55,7 +55,7 @@ func (o *Options) defaults() {
 // NeedsTunneld reports whether any selected scenario runs tunneld.
 func NeedsTunneld(scs []Scenario) bool {
 	for _, sc := range scs {
-		if sc.Kind == KindTunneld {
+		if sc.Kind == KindTunneld || sc.Kind == KindMixed {
 			return true
 		}
 	}
@@ -202,6 +202,22 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 
 	gc0 := gcCounts(daemons)
 	t0 := time.Now()
+	// A packet the receiving kernel drops for its checksum is lost after
+	// every counter of tunneld's: the scenario fails when any rises.
+	snmpA0, _ := p.A.SNMP()
+	snmpB0, _ := p.B.SNMP()
+	defer func() {
+		snmpA1, errA := p.A.SNMP()
+		snmpB1, errB := p.B.SNMP()
+		if errA != nil || errB != nil || snmpA0 == nil || snmpB0 == nil {
+			return
+		}
+		res.ChecksumErrors = topo.ChecksumErrors(snmpA1) - topo.ChecksumErrors(snmpA0) + topo.ChecksumErrors(snmpB1) - topo.ChecksumErrors(snmpB0)
+		if res.ChecksumErrors > 0 {
+			fail("checksums", fmt.Errorf("the kernels dropped %d packets for bad checksums (A: %s; B: %s)", res.ChecksumErrors,
+				topo.CsumErrorsLine(snmpA0, snmpA1), topo.CsumErrorsLine(snmpB0, snmpB1)))
+		}
+	}()
 
 	if !ok("before ping") {
 		return

@@ -16,6 +16,10 @@ const (
 	KindDirect  Kind = iota // straight over the veth
 	KindKernel              // kernel vxlan devices on both sides
 	KindTunneld             // tunneld on both sides
+	// KindMixed: tunneld on one side (TunneldSide), the kernel's vxlan on
+	// the other: the interop case, where the kernel sends partial
+	// checksums and, with the veth offloads on, uncut GSO super-packets.
+	KindMixed
 )
 
 // Scenario is one way of connecting namespace A to namespace B.
@@ -24,6 +28,10 @@ type Scenario struct {
 	Kind  Kind
 	Mode  string // tunneld device mode: tun | tap
 	Encap string // tunneld encap: block body
+	// TunneldSide is the namespace tunneld runs in for KindMixed: "a"
+	// (the iperf3 client: tunneld sends the data, the kernel the ACKs) or
+	// "b" (tunneld receives the kernel's data).
+	TunneldSide string
 }
 
 // Baseline is the scenario every ratio is taken against.
@@ -38,6 +46,8 @@ var Scenarios = []Scenario{
 	{Name: "tunneld-gre", Kind: KindTunneld, Mode: "tun", Encap: "  type: gre\n"},
 	{Name: "tunneld-ipudp", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipudp\n"},
 	{Name: "tunneld-vxlan-tap", Kind: KindTunneld, Mode: "tap", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
+	{Name: "tunneld-to-kernel", Kind: KindMixed, TunneldSide: "a", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
+	{Name: "kernel-to-tunneld", Kind: KindMixed, TunneldSide: "b", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
 }
 
 // ScenarioNames returns the names of all scenarios.
@@ -128,6 +138,21 @@ func (sc Scenario) setup(ctx context.Context, p *topo.Pair, tunneld, dir string)
 			return netip.Addr{}, nil, err
 		}
 		return OverlayB.Addr(), []*Daemon{da, db}, nil
+	case KindMixed:
+		tns, kns, tl, kl, to, ko, tmac, kmac := p.A, p.B, la, lb, OverlayA, OverlayB, macA, macB
+		if sc.TunneldSide == "b" {
+			tns, kns, tl, kl, to, ko, tmac, kmac = p.B, p.A, lb, la, OverlayB, OverlayA, macB, macA
+		}
+		if err := kns.AddKernelVXLAN(topo.KernelVXLAN{Name: "vxlan42", VNI: 42, Port: 4789,
+			Local: kl, Remote: tl, MAC: kmac, Addr: ko, MTU: KernelVXLANMTU}, to.Addr(), tmac); err != nil {
+			return netip.Addr{}, nil, err
+		}
+		cfg := TunneldConfigMACs(sc.Mode, sc.Encap, tl, kl, to, ko, tmac, kmac)
+		d, err := StartTunneld(ctx, tns, tunneld, dir, cfg)
+		if err != nil {
+			return netip.Addr{}, nil, err
+		}
+		return OverlayB.Addr(), []*Daemon{d}, nil
 	}
 	return netip.Addr{}, nil, fmt.Errorf("scenario %s: unknown kind", sc.Name)
 }
@@ -139,6 +164,11 @@ func (sc Scenario) egressDev(p *topo.Pair) string {
 		return "vxlan42"
 	case KindTunneld:
 		return TunneldDevice
+	case KindMixed:
+		if sc.TunneldSide == "a" {
+			return TunneldDevice
+		}
+		return "vxlan42"
 	}
 	return p.IfA
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -19,15 +20,27 @@ import (
 // indented two spaces), the local underlay address and one peer at remote
 // owning peer's address. The metrics server is switched off.
 func TunneldConfig(mode, encapBody string, local, remote netip.Addr, own, peer netip.Prefix) string {
+	return TunneldConfigMACs(mode, encapBody, local, remote, own, peer, [6]byte{}, [6]byte{})
+}
+
+// TunneldConfigMACs is TunneldConfig with fixed MACs for the device and
+// the peer (a kernel vxlan peer's VTEP MAC); zero MACs are left out.
+func TunneldConfigMACs(mode, encapBody string, local, remote netip.Addr, own, peer netip.Prefix, ownMAC, peerMAC [6]byte) string {
 	bits := 32
 	if peer.Addr().Is6() {
 		bits = 128
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "device:\n  name: %s\n  mode: %s\n  addresses: [%s]\n", TunneldDevice, mode, own)
+	if ownMAC != ([6]byte{}) {
+		fmt.Fprintf(&b, "  mac: %s\n", net.HardwareAddr(ownMAC[:]))
+	}
 	fmt.Fprintf(&b, "encap:\n%s", encapBody)
 	fmt.Fprintf(&b, "underlay:\n  local: %s\n", local)
 	fmt.Fprintf(&b, "peers:\n  - remote: %s\n    prefixes: [%s/%d]\n", remote, peer.Addr(), bits)
+	if peerMAC != ([6]byte{}) {
+		fmt.Fprintf(&b, "    mac: %s\n", net.HardwareAddr(peerMAC[:]))
+	}
 	b.WriteString("metrics:\n  listen: \"\"\n")
 	return b.String()
 }
