@@ -6,6 +6,11 @@ command -v iperf3  >/dev/null 2>&1 || need+=(iperf3)
 command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 command -v ping    >/dev/null 2>&1 || need+=(iputils-ping)
 command -v ip      >/dev/null 2>&1 || need+=(iproute2)
+# The flannel tests' real peers: etcd, and flanneld (built with cgo below),
+# which programs iptables in its namespace.
+command -v etcd     >/dev/null 2>&1 || need+=(etcd-server)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v gcc      >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "deps: missing ${need[*]}; install them (apt-get install -y ${need[*]}) or run as root" >&2
@@ -14,6 +19,16 @@ if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # The package starts a system etcd on the host; the tests run their own
+    # in a namespace and need none.
+    if [[ " ${need[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
   fi
 fi
 go mod download
+# flanneld for the flannel interop tests: built once into the cache
+# (${TUNNELPLANE_CACHE:-/var/cache/tunnelplane}), a few minutes the first time.
+if [ "$(id -u)" -eq 0 ]; then
+  "$(dirname "$0")/flanneld.sh" >/dev/null
+fi

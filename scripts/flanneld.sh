@@ -23,13 +23,14 @@ if [ -x "$out/flanneld" ]; then
   echo "$out/flanneld"
   exit 0
 fi
-src=$(go mod download -json "github.com/flannel-io/flannel@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+work=$(mktemp -d "$cache/flannel-src.XXXXXX")
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+# Outside any module, so that the clone's go.mod and go.sum stay untouched.
+src=$(cd "$work" && GOFLAGS= go mod download -json "github.com/flannel-io/flannel@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 if [ -z "$src" ] || [ ! -f "$src/main.go" ]; then
   echo "flanneld.sh: go mod download gave no source directory for flannel $version" >&2
   exit 1
 fi
-work=$(mktemp -d "$cache/flannel-src.XXXXXX")
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 cp -r "$src/." "$work/"
 chmod -R u+w "$work"
 sed -i '\#"github.com/flannel-io/flannel/pkg/backend/tencentvpc"#d' "$work/main.go"
