@@ -114,7 +114,13 @@ func (f *fakeConn) WriteBatch(ms []Message) (int, error) {
 // sockets or netlink.
 func newTestDataplane(tb testing.TB, pipeline string, dev Device, conn *fakeConn) (*Dataplane, *queueSet) {
 	tb.Helper()
-	cfg, err := config.Parse("bench.yaml", []byte(benchConfig))
+	return newTestDataplaneWith(tb, benchConfig, pipeline, dev, conn)
+}
+
+// newTestDataplaneWith is newTestDataplane for another config.
+func newTestDataplaneWith(tb testing.TB, yaml, pipeline string, dev Device, conn *fakeConn) (*Dataplane, *queueSet) {
+	tb.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -126,7 +132,7 @@ func newTestDataplane(tb testing.TB, pipeline string, dev Device, conn *fakeConn
 	}
 	d.gso.Store(true)
 	d.bufs = newBuffersN(cfg.Underlay.MTU+64, testPoolSmall, testPoolLarge)
-	q := &queueSet{dev: dev, recv: conn, send: conn,
+	q := &queueSet{dev: dev, recv: conn, send: conn, split: newSplitScratch(),
 		txq: newQueue(ring.NewMPMC[packet](ringSize)), rxq: newQueue(ring.NewSPSC[packet](rxRingSize))}
 	d.queues = []*queueSet{q}
 	peers := PeersFromConfig(cfg)
