@@ -46,11 +46,11 @@ type Dataplane struct {
 	tun        *tunnel
 	dport      uint16 // underlay destination port (0 for raw IP)
 	table      atomic.Pointer[Table]
-	gso        atomic.Bool           // send runs of datagrams with UDP_SEGMENT
-	ctl        sync.Mutex            // control path only (SetPeers); never taken per packet
-	routes     map[netip.Prefix]bool // routes this data plane added
-	direct     bool                  // run to completion: no writer goroutines, no rings
-	tosInherit bool                  // outer TOS/traffic class from the inner packet, per packet
+	gso        atomic.Bool    // send runs of datagrams with UDP_SEGMENT
+	ctl        sync.Mutex     // control path only (SetPeers); never taken per packet
+	routes     []netip.Prefix // routes this data plane added, sorted (syncRoutes)
+	direct     bool           // run to completion: no writer goroutines, no rings
+	tosInherit bool           // outer TOS/traffic class from the inner packet, per packet
 	// The device queues have the virtio header (GSO writes; devUSO: UDP
 	// too; partial.go).
 	devGSO, devUSO bool

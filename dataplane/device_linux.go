@@ -1,12 +1,15 @@
 package dataplane
 
 import (
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/songgao/water"
@@ -251,31 +254,40 @@ const RouteProtocol = 171
 
 // syncRoutes points the peers' prefixes that the device's own subnets do
 // not already cover at the device, and removes the routes it added before
-// for prefixes no peer has any more. It returns the routes now in place.
+// for prefixes no peer has any more. had and the result are the routes in
+// place, sorted (comparePrefix).
 //
 // Only the difference to had is written: a route it added before is not
 // written again (a reload that changes one peer costs one or two netlink
 // messages, not one per prefix), and a route someone else already has for
 // the same prefix is left as it is (EEXIST) and not counted as ours, so
-// tunneld never overwrites or removes a route it did not add.
-func syncRoutes(cfg *config.Config, peers []*Peer, had, owned map[netip.Prefix]bool) (map[netip.Prefix]bool, error) {
-	want := map[netip.Prefix]bool{}
+// tunneld never overwrites or removes a route it did not add. The sets are
+// sorted slices rather than maps: at 100,000 prefixes a map per reload was
+// the largest piece of garbage a reload left.
+func syncRoutes(cfg *config.Config, peers []*Peer, had []netip.Prefix, owned map[netip.Prefix]bool) ([]netip.Prefix, error) {
+	want := make([]netip.Prefix, 0, len(had)+8)
 	for _, p := range peers {
 		for _, pfx := range p.Prefixes {
-			if !coveredByDevice(cfg, pfx) && !owned[pfx.Masked()] {
-				want[pfx.Masked()] = true
+			pfx = pfx.Masked()
+			if !coveredByDevice(cfg, pfx) && !owned[pfx] {
+				want = append(want, pfx)
 			}
 		}
 	}
+	slices.SortFunc(want, comparePrefix)
+	want = slices.Compact(want)
 	var add, del []netip.Prefix
-	for pfx := range want {
-		if !had[pfx] {
-			add = append(add, pfx)
-		}
-	}
-	for pfx := range had {
-		if !want[pfx] {
-			del = append(del, pfx)
+	i, j := 0, 0
+	for i < len(want) || j < len(had) {
+		switch c := cmpNext(want, had, i, j); {
+		case c < 0:
+			add = append(add, want[i])
+			i++
+		case c > 0:
+			del = append(del, had[j])
+			j++
+		default:
+			i, j = i+1, j+1
 		}
 	}
 	if len(add) == 0 && len(del) == 0 {
@@ -293,28 +305,65 @@ func syncRoutes(cfg *config.Config, peers []*Peer, had, owned map[netip.Prefix]b
 	route := func(pfx netip.Prefix) *netlink.Route {
 		return &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixToIPNet(pfx), Scope: netlink.SCOPE_LINK, Protocol: RouteProtocol}
 	}
-	now := make(map[netip.Prefix]bool, len(want))
-	for pfx := range had {
-		now[pfx] = true
-	}
 	var errs error
+	var notAdded, kept []netip.Prefix // sorted, like add and del
 	for _, pfx := range add {
 		if err := nl.RouteAdd(route(pfx)); err != nil {
 			if !errors.Is(err, unix.EEXIST) {
 				errs = errors.Join(errs, fmt.Errorf("route %s dev %s: %w", pfx, cfg.Device.Name, err))
 			}
-			continue
+			notAdded = append(notAdded, pfx)
 		}
-		now[pfx] = true
 	}
 	for _, pfx := range del {
 		if err := nl.RouteDel(route(pfx)); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = errors.Join(errs, fmt.Errorf("remove route %s dev %s: %w", pfx, cfg.Device.Name, err))
+			kept = append(kept, pfx)
+		}
+	}
+	// now = want - notAdded + kept
+	now := make([]netip.Prefix, 0, len(want)+len(kept))
+	k := 0
+	for _, pfx := range want {
+		if k < len(notAdded) && notAdded[k] == pfx {
+			k++
 			continue
 		}
-		delete(now, pfx)
+		now = append(now, pfx)
+	}
+	if len(kept) > 0 {
+		now = append(now, kept...)
+		slices.SortFunc(now, comparePrefix)
 	}
 	return now, errs
+}
+
+// cmpNext compares want[i] with had[j], an exhausted side counting as
+// larger.
+func cmpNext(want, had []netip.Prefix, i, j int) int {
+	switch {
+	case i == len(want):
+		return 1
+	case j == len(had):
+		return -1
+	}
+	return comparePrefix(want[i], had[j])
+}
+
+// comparePrefix orders prefixes by address, then length; it is quicker
+// than netip.Addr.Compare on the 100,000 prefixes of a large table.
+func comparePrefix(a, b netip.Prefix) int {
+	x, y := a.Addr().As16(), b.Addr().As16()
+	if c := cmp.Compare(binary.BigEndian.Uint64(x[:8]), binary.BigEndian.Uint64(y[:8])); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(binary.BigEndian.Uint64(x[8:]), binary.BigEndian.Uint64(y[8:])); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Addr().BitLen(), b.Addr().BitLen()); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Bits(), b.Bits())
 }
 
 func coveredByDevice(cfg *config.Config, pfx netip.Prefix) bool {
