@@ -11,6 +11,8 @@ command -v ip      >/dev/null 2>&1 || need+=(iproute2)
 command -v etcd     >/dev/null 2>&1 || need+=(etcd-server)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v gcc      >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# The Calico test's routing daemon (BIRD 2, as Calico runs it).
+command -v bird     >/dev/null 2>&1 || need+=(bird2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "deps: missing ${need[*]}; install them (apt-get install -y ${need[*]}) or run as root" >&2
@@ -23,6 +25,9 @@ if [ ${#need[@]} -gt 0 ]; then
     # in a namespace and need none.
     if [[ " ${need[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
       systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
+    if [[ " ${need[*]} " == *" bird2 "* ]] && command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now bird >/dev/null 2>&1 || true
     fi
   fi
 fi
