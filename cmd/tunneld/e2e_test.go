@@ -85,6 +85,7 @@ func TestTunneldPairs(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := topo.NewPair(t, topo.PairOptions{IPv6: tc.v6under, Offloads: tc.vethOffloads})
+			topo.NoChecksumErrors(t, p.A, p.B)
 			la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 			if tc.v6under {
 				la, lb = p.AddrA6.Addr(), p.AddrB6.Addr()
