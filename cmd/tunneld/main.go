@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -258,6 +259,11 @@ func (d *service) reload() bool {
 	}
 	d.cfg = &applied
 	d.log.Info("reloaded", "peers", len(next.Peers), "took", time.Since(t0).Round(time.Microsecond))
+	// A large file leaves its parse tree and the old snapshot behind; hand
+	// that memory back now rather than keep it for the next reload, which
+	// may be hours away. One collection per reload is cheap next to the
+	// parse itself.
+	debug.FreeOSMemory()
 	return true
 }
 

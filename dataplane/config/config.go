@@ -294,7 +294,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	d := newDecoder()
 	c := d.decode(data)
 	applyDefaults(c, d.given)
-	v := validator{c: c, pos: d.pos, given: d.given, reported: d.reported, problems: d.problems, more: d.more}
+	v := validator{c: c, pos: d.pos, seqs: d.seqs, given: d.given, reported: d.reported, problems: d.problems, more: d.more}
 	if d.budget >= 0 { // else the Config is a fragment, not worth judging
 		v.validate()
 	}

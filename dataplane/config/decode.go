@@ -43,6 +43,10 @@ type decoder struct {
 	// pos is the position of each path: the value for scalars, the key
 	// for mappings, sequences and nulls, the element for list entries.
 	pos map[string]position
+	// seqs holds the list nodes by path: the position of a list entry
+	// ("peers[3].prefixes[7]") is found through its list when a message
+	// needs it, rather than stored for each of 100,000 prefixes.
+	seqs map[string]*yaml.Node
 	// given holds the paths the file set to a non-null value.
 	given map[string]bool
 	// reported holds the paths that already have a problem; the validator
@@ -53,6 +57,7 @@ type decoder struct {
 func newDecoder() *decoder {
 	return &decoder{
 		pos:      map[string]position{"": {1, 1}},
+		seqs:     map[string]*yaml.Node{},
 		given:    map[string]bool{},
 		reported: map[string]bool{},
 	}
@@ -416,14 +421,13 @@ func (d *decoder) sequence(n *yaml.Node, path string, f func(i int, val *yaml.No
 		d.problem(n, path, "must be a list, not %s", describe(n))
 		return
 	}
+	d.seqs[path] = n
 	for i, e := range n.Content {
 		e = deref(e)
 		if !d.spend(e) {
 			return
 		}
-		child := fmt.Sprintf("%s[%d]", path, i)
-		d.pos[child] = position{e.Line, e.Column}
-		f(i, e, child)
+		f(i, e, path+"["+strconv.Itoa(i)+"]")
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
 // applyDefaults fills in the defaults that depend on other settings, for
@@ -53,7 +55,8 @@ func applyDefaults(c *Config, given map[string]bool) {
 type validator struct {
 	c        *Config
 	pos      map[string]position
-	given    map[string]bool // nil: Validate, judge by values
+	seqs     map[string]*yaml.Node // list nodes by path (decoder.seqs); nil for Validate
+	given    map[string]bool       // nil: Validate, judge by values
 	reported map[string]bool
 	problems []Problem
 	more     int // problems past maxProblems, counted only
@@ -73,7 +76,7 @@ func (v *validator) fail(path, format string, args ...any) {
 	var line, col int
 	if v.pos != nil {
 		for p := path; ; p = parent(p) {
-			if at, ok := v.pos[p]; ok {
+			if at, ok := v.position(p); ok {
 				line, col = at.line, at.col
 				break
 			}
@@ -91,6 +94,28 @@ func (v *validator) fail(path, format string, args ...any) {
 		return
 	}
 	v.problems = append(v.problems, Problem{Line: line, Col: col, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// position returns where path is in the file: recorded by the decoder, or,
+// for a list entry, the entry's node in its list.
+func (v *validator) position(path string) (position, bool) {
+	if at, ok := v.pos[path]; ok {
+		return at, true
+	}
+	if !strings.HasSuffix(path, "]") {
+		return position{}, false
+	}
+	i := strings.LastIndexByte(path, '[')
+	n, ok := v.seqs[path[:i]]
+	if !ok {
+		return position{}, false
+	}
+	k, err := strconv.Atoi(path[i+1 : len(path)-1])
+	if err != nil || k < 0 || k >= len(n.Content) {
+		return position{}, false
+	}
+	e := deref(n.Content[k])
+	return position{e.Line, e.Column}, true
 }
 
 // parent strips the last ".key" or "[i]" from a path.
@@ -112,7 +137,7 @@ func (v *validator) set(path string, nonZero bool) bool {
 
 // line returns the line of path, for messages that point at a second place.
 func (v *validator) line(path string) string {
-	if at, ok := v.pos[path]; ok && v.given != nil {
+	if at, ok := v.position(path); ok && v.given != nil {
 		return fmt.Sprintf(" (line %d)", at.line)
 	}
 	return ""
@@ -518,16 +543,18 @@ func (v *validator) peers() {
 			}
 		}
 		for k, pfx := range p.Prefixes {
-			path := fmt.Sprintf("%s.prefixes[%d]", at, k)
+			// The path is only built for a message: 100,000 prefixes
+			// should not cost 100,000 Sprintfs.
+			path := func() string { return at + ".prefixes[" + strconv.Itoa(k) + "]" }
 			switch {
 			case !pfx.IsValid():
-				v.fail(path, "is not a valid prefix")
+				v.fail(path(), "is not a valid prefix")
 				continue
 			case pfx != pfx.Masked():
-				v.fail(path, "%s has host bits set; the network is %s", pfx, pfx.Masked())
+				v.fail(path(), "%s has host bits set; the network is %s", pfx, pfx.Masked())
 				continue
 			case pfx.Addr().Is4() && !carries4 || pfx.Addr().Is6() && !carries6:
-				v.fail(path, "%s is %s, which %s does not carry", pfx, family(pfx.Addr()), c.Encap.Type)
+				v.fail(path(), "%s is %s, which %s does not carry", pfx, family(pfx.Addr()), c.Encap.Type)
 				continue
 			}
 			j, dup := owner[pfx]
@@ -535,9 +562,9 @@ func (v *validator) peers() {
 			case !dup:
 				owner[pfx] = i
 			case j == i:
-				v.fail(path, "%s is listed twice for this peer", pfx)
+				v.fail(path(), "%s is listed twice for this peer", pfx)
 			default:
-				v.fail(path, "%s is claimed by both %s%s and %s", pfx, peerName(c, j), v.line(fmt.Sprintf("peers[%d]", j)), peerName(c, i))
+				v.fail(path(), "%s is claimed by both %s%s and %s", pfx, peerName(c, j), v.line(fmt.Sprintf("peers[%d]", j)), peerName(c, i))
 			}
 		}
 		if p.MACSet {
