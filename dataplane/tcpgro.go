@@ -30,7 +30,6 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
-	"net/netip"
 
 	"tunnelplane/encap"
 )
@@ -152,19 +151,18 @@ func tcpChecksumOK(p []byte, s *tcpSeg) bool {
 }
 
 // pseudoSum is the TCP (UDP) pseudo-header accumulator of p's addresses
-// for a TCP (UDP) length of n.
+// for a TCP (UDP) length of n. The addresses lie side by side in the IP
+// header, so one Sum over them is the address part (and avoids building
+// two netip.Addrs per packet on the receive path).
 func pseudoSum(p []byte, s *tcpSeg, n int) uint64 {
-	var src, dst netip.Addr
-	if s.v6 {
-		src, dst = netip.AddrFrom16([16]byte(p[8:24])), netip.AddrFrom16([16]byte(p[24:40]))
-	} else {
-		src, dst = netip.AddrFrom4([4]byte(p[12:16])), netip.AddrFrom4([4]byte(p[16:20]))
-	}
-	proto := uint8(encap.ProtoTCP)
+	proto := uint64(encap.ProtoTCP)
 	if s.udp {
 		proto = encap.ProtoUDP
 	}
-	return encap.PseudoHeaderSum(src, dst, proto, n)
+	if s.v6 {
+		return encap.Sum(p[8:40], proto+uint64(n))
+	}
+	return encap.Sum(p[12:20], proto+uint64(n))
 }
 
 // coalesceRuns splits pkts into runs to write as one packet each: it
