@@ -24,10 +24,13 @@ import (
 
 // The receiving side ("B"): its overlay address and its peer, whose inner
 // packets come from 10.200.0.1 / fd00:200::1 (superPacket's sources).
-func partialConfig(mode, encapBody string, v4only bool) string {
+func partialConfig(mode, encapBody string, v4only, v6only bool) string {
 	addrs, prefixes := "10.200.0.2/24, fd00:200::2/64", "10.200.0.1/32, fd00:200::1/128"
-	if v4only {
+	switch {
+	case v4only:
 		addrs, prefixes = "10.200.0.2/24", "10.200.0.1/32"
+	case v6only:
+		addrs, prefixes = "fd00:200::2/64", "fd00:200::1/128"
 	}
 	return fmt.Sprintf(`
 device:
@@ -125,7 +128,7 @@ func recOf(dev Device) *recDevice { return dev.(*recDevice) }
 type encapCase struct {
 	name, mode, body string
 	l2               bool
-	v4only           bool
+	v4only, v6only   bool
 	wrap             func(inner []byte, v6 bool) []byte
 }
 
@@ -171,6 +174,8 @@ var partialEncaps = []encapCase{
 		wrap: func(in []byte, v6 bool) []byte { return vxlanWrap(in) }},
 	{name: "ipip", mode: "tun", body: "  type: ipip\n", v4only: true,
 		wrap: func(in []byte, v6 bool) []byte { return outerIPv4(in, encap.ProtoIPIP) }},
+	{name: "sit", mode: "tun", body: "  type: sit\n", v6only: true,
+		wrap: func(in []byte, v6 bool) []byte { return outerIPv4(in, encap.ProtoIPv6) }},
 	{name: "gre", mode: "tun", body: "  type: gre\n",
 		wrap: func(in []byte, v6 bool) []byte {
 			if v6 {
@@ -186,7 +191,7 @@ var partialEncaps = []encapCase{
 func ingressOnce(t *testing.T, ec encapCase, dev Device, dgram []byte) *Dataplane {
 	t.Helper()
 	conn := &fakeConn{dgram: dgram, from: netip.MustParseAddrPort("10.99.0.1:4789"), left: 1}
-	d, q := newTestDataplaneWith(t, partialConfig(ec.mode, ec.body, ec.v4only), "direct", dev, conn)
+	d, q := newTestDataplaneWith(t, partialConfig(ec.mode, ec.body, ec.v4only, ec.v6only), "direct", dev, conn)
 	if vd, ok := dev.(vnetDevice); ok {
 		if f, _, uso := vd.vnet(); f != nil {
 			d.devGSO, d.devUSO = true, uso
@@ -259,7 +264,7 @@ func completeAsKernel(t *testing.T, w devWrite) []byte {
 func TestIngressPartialChecksums(t *testing.T) {
 	for _, ec := range partialEncaps {
 		for _, v6 := range []bool{false, true} {
-			if v6 && ec.v4only {
+			if (v6 && ec.v4only) || (!v6 && ec.v6only) {
 				continue
 			}
 			for _, udp := range []bool{false, true} {
@@ -315,7 +320,7 @@ func TestIngressSuperPackets(t *testing.T) {
 	const pay = 20000
 	for _, ec := range partialEncaps {
 		for _, v6 := range []bool{false, true} {
-			if v6 && ec.v4only {
+			if (v6 && ec.v4only) || (!v6 && ec.v6only) {
 				continue
 			}
 			for _, udp := range []bool{false, true} {
@@ -488,12 +493,12 @@ func FuzzIngressOffload(f *testing.F) {
 	for i, ec := range partialEncaps {
 		for _, pay := range []int{600, 20000} {
 			for _, udp := range []bool{false, true} {
-				inner, _, _ := superPacket(f, false, udp, pay, 0, tcpFlagACK)
+				inner, _, _ := superPacket(f, ec.v6only, udp, pay, 0, tcpFlagACK)
 				frame := inner
 				if ec.l2 {
-					frame = ethFrame(inner, false)
+					frame = ethFrame(inner, ec.v6only)
 				}
-				f.Add(uint8(i), ec.wrap(frame, false))
+				f.Add(uint8(i), ec.wrap(frame, ec.v6only))
 			}
 		}
 	}
