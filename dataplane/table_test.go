@@ -95,3 +95,67 @@ func TestFDB(t *testing.T) {
 		t.Fatalf("FDB allocates %v per call", n)
 	}
 }
+
+// bigTable is 10,000 peers of 10 prefixes each: 100,000 IPv4 prefixes of
+// four lengths (/32, /28, /26, /24), as a large Calico or flannel cluster
+// gives a node.
+func bigTable(tb testing.TB) (*Table, []netip.Addr) {
+	tb.Helper()
+	lens := []int{32, 28, 26, 24}
+	var peers []*Peer
+	var probes []netip.Addr
+	for i := range 10000 {
+		p := &Peer{Remote: netip.AddrFrom4([4]byte{10, 99, byte(i >> 8), byte(i)})}
+		for j := range 10 {
+			k := uint32(i*10 + j)
+			l := lens[k%4]
+			a := 0x0b000000 + k<<8 // one /24's worth of room per prefix; in memory only, nothing is sent
+			pfx := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), l).Masked()
+			p.Prefixes = append(p.Prefixes, pfx)
+			probes = append(probes, pfx.Addr())
+		}
+		peers = append(peers, p)
+	}
+	return NewTable(peers), probes
+}
+
+func TestBigTableLookup(t *testing.T) {
+	tbl, probes := bigTable(t)
+	for i, a := range probes {
+		if p := tbl.Lookup(a); p == nil || p.Index != i/10 {
+			t.Fatalf("Lookup(%s) = %v, want peer %d", a, p, i/10)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { tbl.Lookup(probes[12345]) }); n != 0 {
+		t.Fatalf("Lookup in a 100,000-prefix table allocates %v times", n)
+	}
+}
+
+// BenchmarkLookup100k: longest-prefix match in a 100,000-prefix table,
+// addresses spread over all of it (so mostly cache misses, as a busy node
+// with many peers sees).
+func BenchmarkLookup100k(b *testing.B) {
+	tbl, probes := bigTable(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var hit int
+	for i := range b.N {
+		if tbl.Lookup(probes[(i*7919)%len(probes)]) != nil {
+			hit++
+		}
+	}
+	if hit != b.N {
+		b.Fatalf("%d of %d lookups missed", b.N-hit, b.N)
+	}
+}
+
+// BenchmarkNewTable100k: building the 100,000-prefix snapshot (a reload
+// builds one).
+func BenchmarkNewTable100k(b *testing.B) {
+	tbl, _ := bigTable(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		NewTable(tbl.Peers)
+	}
+}
