@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"tunnelplane/dataplane/config"
 	"tunnelplane/dataplane/flannel"
@@ -45,11 +43,6 @@ func joinFlannel(cfg *config.Config, log *slog.Logger) (*flannelNode, error) {
 		VtepMAC:   cfg.Device.MAC,
 		Log:       log,
 		Stats:     st,
-	}
-	if s := os.Getenv("TUNNELD_FLANNEL_LEASE_TTL"); s != "" { // tests: renewals within seconds
-		if d, err := time.ParseDuration(s); err == nil && d >= 2*time.Second {
-			opt.LeaseTTL = d
-		}
 	}
 	m, err := flannel.Join(ctx, opt)
 	if err != nil {
