@@ -473,7 +473,9 @@ func TestChecksumPartialTest(t *testing.T) {
 			if s.hl == 0 || !checksumPartial(p, &s) {
 				t.Fatalf("v6=%v udp=%v: partial packet not recognised", v6, udp)
 			}
-			completeChecksum(p, &s)
+			if !completePartial(p) {
+				t.Fatalf("v6=%v udp=%v: completePartial did not take it", v6, udp)
+			}
 			checkL4(t, p)
 			if checksumPartial(p, &s) || !tcpChecksumOK(p, &s) {
 				t.Fatalf("v6=%v udp=%v: completed packet still partial or wrong", v6, udp)

@@ -260,11 +260,8 @@ func (w *deviceWriter) write(ps []packet) error {
 		p := &ps[i]
 		// No virtio header to say NEEDS_CSUM: complete a peer's partial
 		// checksum here, as the NIC would have (partial.go).
-		if ip, _, ok := d.tun.innerIP(d.bufs.buf(p.idx), int(p.off), int(p.end)); ok {
-			if s := parseSeg(ip, false); s.hl > 0 && checksumPartial(ip, &s) {
-				completeChecksum(ip, &s)
-				partial++
-			}
+		if ip, _, ok := d.tun.innerIP(d.bufs.buf(p.idx), int(p.off), int(p.end)); ok && completePartial(ip) {
+			partial++
 		}
 		// Every packet must sit at the same offset for Write, and a
 		// decapsulated one starts wherever its outer headers ended: slice
