@@ -86,6 +86,7 @@ peers:
     prefixes: [$4/32]
 metrics:
   listen: $METRICS
+  pprof: true
 YAML
 }
 conf 10.99.0.1 10.99.0.2 10.200.0.1 10.200.0.2 > "$work/a.yaml"

@@ -115,7 +115,7 @@ func serve(cfg *config.Config, path string, log *slog.Logger, statsEvery time.Du
 		d.m.addFlannel(fl.stats)
 	}
 	if cfg.Metrics.Listen != "" {
-		srv, err := serveHTTP(cfg.Metrics.Listen, d.m.reg, log)
+		srv, err := serveHTTP(cfg.Metrics, d.m.reg, log)
 		if err != nil {
 			log.Error("metrics listener", "err", err)
 			be.Close()

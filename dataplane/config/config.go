@@ -190,7 +190,11 @@ type Flannel struct {
 
 // Metrics configures the metrics HTTP server.
 type Metrics struct {
-	Listen string // host:port, or "" to disable
+	Listen string `yaml:"listen"` // host:port, or "" to disable
+	// PProf serves the Go profiles under /debug/pprof/ on the same
+	// listener. Off by default: profiles expose internals (goroutine
+	// stacks, the command line) and a CPU profile costs CPU.
+	PProf bool `yaml:"pprof"`
 }
 
 // Log configures logging.

@@ -23,7 +23,7 @@ var (
 	underlayKeys = []string{"local", "mtu"}
 	peerKeys     = []string{"remote", "prefixes", "mac"}
 	flannelKeys  = []string{"subnet_manager", "etcd_endpoints", "etcd_prefix", "subnet_file"}
-	metricsKeys  = []string{"listen"}
+	metricsKeys  = []string{"listen", "pprof"}
 	logKeys      = []string{"level"}
 )
 
@@ -199,8 +199,13 @@ func (d *decoder) decode(data []byte) *Config {
 				}
 			}
 		case "metrics":
-			d.mapping(n, path, metricsKeys, func(_ string, n *yaml.Node, path string) {
-				c.Metrics.Listen, _ = d.str(n, path)
+			d.mapping(n, path, metricsKeys, func(key string, n *yaml.Node, path string) {
+				switch key {
+				case "listen":
+					c.Metrics.Listen, _ = d.str(n, path)
+				case "pprof":
+					c.Metrics.PProf, _ = d.boolean(n, path)
+				}
 			})
 		case "log":
 			d.mapping(n, path, logKeys, func(_ string, n *yaml.Node, path string) {

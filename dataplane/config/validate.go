@@ -184,6 +184,8 @@ func (v *validator) validate() {
 		} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 			v.fail("metrics.listen", "%q: port %q is not a number 1..65535", l, port)
 		}
+	} else if c.Metrics.PProf {
+		v.fail("metrics.pprof", `pprof is served on metrics.listen, which is "" (off); set a listen address or drop pprof`)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -67,7 +67,7 @@ func overlay(k int) netip.Prefix {
 // changes the last one (a one-peer change between reloads).
 func writeConfig(path string, n, per, variant int) error {
 	var b bytes.Buffer
-	b.WriteString("device:\n  name: tp0\n  addresses: [10.200.0.1/24]\nencap:\n  type: vxlan\n  vni: 42\nunderlay:\n  local: fd99::1\nqueues: 1\nmetrics:\n  listen: 127.0.0.1:9109\npeers:\n")
+	b.WriteString("device:\n  name: tp0\n  addresses: [10.200.0.1/24]\nencap:\n  type: vxlan\n  vni: 42\nunderlay:\n  local: fd99::1\nqueues: 1\nmetrics:\n  listen: 127.0.0.1:9109\n  pprof: true\npeers:\n")
 	b.WriteString("  - remote: fd99::2\n    prefixes: [10.200.0.2/32]\n")
 	for i := range n {
 		fmt.Fprintf(&b, "  - remote: fd99::1:%x:%x\n    prefixes: [", i>>16, i&0xffff)
