@@ -73,6 +73,7 @@ func (f *fakeDevice) Close() error          { return nil }
 type fakeConn struct {
 	dgram []byte
 	segs  int // > 1: each read returns segs copies back to back, as a UDP GRO read
+	gso   int // > 0: each read reports this UDP_GRO segment size (a UDP-tunnel GSO datagram)
 	from  netip.AddrPort
 	left  int
 	sent  atomic.Int64
@@ -86,6 +87,9 @@ func (f *fakeConn) ReadBatch(ms []Message) (int, error) {
 	for i := range n {
 		ms[i].N = copy(ms[i].Buf, f.dgram)
 		ms[i].Addr, ms[i].GSOSize, ms[i].Trunc = f.from, 0, false
+		if f.gso > 0 {
+			ms[i].GSOSize = f.gso
+		}
 		for s := 1; s < f.segs; s++ {
 			ms[i].N += copy(ms[i].Buf[ms[i].N:], f.dgram)
 			ms[i].GSOSize = len(f.dgram)

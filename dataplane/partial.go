@@ -49,6 +49,7 @@ package dataplane
 import (
 	"encoding/binary"
 
+	"tunnelplane/dataplane/config"
 	"tunnelplane/encap"
 )
 
@@ -172,10 +173,21 @@ func newSplitScratch() splitScratch {
 var SuperBuckets = [len(HistBuckets)]float64{2048, 4096, 8192, 16384, 24576, 32768, 49152, 65536}
 
 // superIngress takes an inner packet b[off:end] (in buffer id) longer
-// than the device MTU: a TCP or UDP super-packet goes on to the device
-// as one GSO packet where the device takes it, else split in software
-// into buffers of its own; anything else is dropped as inner_oversize.
-func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed bool, p *Peer, rx []packet, free []uint32) ([]packet, []uint32) {
+// than the device MTU. gso is the segment size the kernel reported for the
+// datagram (UDP_GRO: a UDP-tunnel GSO packet whose inner segments are UDP),
+// or 0.
+//
+//   - TCP is a super-packet whatever its source: cutting a stream anywhere
+//     is what TSO does. It goes to the device as one GSO packet where the
+//     device takes it (segments of gso, at most what the MTU carries), or
+//     is split here.
+//   - UDP is one only with gso: datagram boundaries belong to the
+//     application, and only the sender's gso_size says where they are.
+//     Without it (a reassembled datagram from a peer with a larger MTU,
+//     or a raw socket's packet) it is one datagram, and goes to the device
+//     whole, as the kernel's own vxlan passes it.
+//   - Anything else is dropped as inner_oversize.
+func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed bool, p *Peer, rx []packet, free []uint32, gso int) ([]packet, []uint32) {
 	c, sc := &q.ureader, &q.split
 	drop := func(r Drop) ([]packet, []uint32) {
 		c.drop(r)
@@ -193,25 +205,33 @@ func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed 
 	if s.hl == 0 || s.pay == 0 {
 		return drop(DropInnerOversize)
 	}
+	whole := packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed}
+	if s.udp && gso == 0 {
+		return append(rx, whole), free // one big datagram; the writer completes a partial checksum
+	}
 	c.Supers.observeIn(&SuperBuckets, end-off, 1)
 	if !checksumPartial(ip, &s) {
 		// A super-packet whose checksum is complete (nothing sends one,
-		// but nothing forbids it): verified, then marked partial, which
+		// but nothing forbids it): verified, then made partial, which
 		// both the GSO write and the split below expect.
 		if !tcpChecksumOK(ip, &s) {
 			return drop(DropInnerChecksum)
 		}
 		binary.BigEndian.PutUint16(ip[s.iphl+checksumAt(&s):], encap.Fold(pseudoSum(ip, &s, len(ip)-s.iphl)))
 	}
-	mss := d.cfg.Device.MTU - s.hl
-	if mss <= 0 {
+	size := d.cfg.Device.MTU - s.hl
+	if s.udp || (gso > 0 && gso < size) {
+		size = gso
+	}
+	if size <= 0 || size > 0xffff {
 		return drop(DropInnerOversize)
 	}
 	if d.devGSO && (!s.udp || d.devUSO) {
 		// The device writer (tunwrite_linux.go) gives it a GSO header.
-		return append(rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed}), free
+		whole.gso = uint16(size)
+		return append(rx, whole), free
 	}
-	h := virtioHdr{flags: virtioNeedsCsum, gsoSize: mss, csumStart: l2 + s.iphl, csumOffset: checksumAt(&s)}
+	h := virtioHdr{flags: virtioNeedsCsum, gsoSize: size, csumStart: l2 + s.iphl, csumOffset: checksumAt(&s)}
 	switch {
 	case s.udp:
 		h.gsoType = virtioGSOUDPL4
@@ -220,7 +240,7 @@ func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed 
 	default:
 		h.gsoType = virtioGSOTCPv4
 	}
-	n := (s.pay + mss - 1) / mss
+	n := (s.pay + size - 1) / size
 	if n > len(sc.bufs) {
 		return drop(DropTooBig)
 	}
@@ -239,7 +259,7 @@ func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed 
 	k, err := splitSuper(b[off:end], h, l2, sc.bufs[:n], sc.sizes[:n], Headroom)
 	if err != nil {
 		d.bufs.putBatch(ids)
-		return drop(Drop(encap.DropBadInner))
+		return drop(DropTooBig) // segments larger than a buffer: a gso_size over the MTU
 	}
 	for i := range k {
 		rx = append(rx, packet{idx: ids[i], off: Headroom, end: int32(Headroom + sc.sizes[i]), peer: p})
@@ -249,4 +269,40 @@ func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed 
 		free = append(free, id)
 	}
 	return rx, free
+}
+
+// superDatagram reports whether the UDP_GRO read of n bytes at b[off:]
+// with segment size seg is one UDP-tunnel GSO datagram rather than a train
+// of seg-sized datagrams: its inner IP packet spans the whole read. The
+// kernel reports the inner segment size for such a datagram when the
+// inner segments are UDP (SKB_GSO_UDP_L4 under the tunnel bit); a train's
+// first datagram ends at seg.
+func (t *tunnel) superDatagram(b []byte, off, n, seg int) bool {
+	ip := off
+	switch t.kind {
+	case config.EncapVXLAN:
+		ip += encap.VXLANLen + encap.EthernetLen
+		if n < ip-off+40 {
+			return false
+		}
+		if et := binary.BigEndian.Uint16(b[ip-2:]); et != encap.EtherTypeIPv4 && et != encap.EtherTypeIPv6 {
+			return false
+		}
+	case config.EncapIPUDP:
+		if n < 40 {
+			return false
+		}
+	default:
+		return false
+	}
+	var total int
+	switch b[ip] >> 4 {
+	case 4:
+		total = int(binary.BigEndian.Uint16(b[ip+2:]))
+	case 6:
+		total = 40 + int(binary.BigEndian.Uint16(b[ip+4:]))
+	default:
+		return false
+	}
+	return total > seg && ip-off+total == n
 }

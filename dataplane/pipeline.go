@@ -408,6 +408,12 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 				free = append(free, idx[i])
 				continue
 			}
+			if seg := m.GSOSize; seg > 0 && m.N > seg && d.tun.superDatagram(d.bufs.buf(idx[i]), Headroom, m.N, seg) {
+				// Not a GRO train: one datagram whose inner UDP segments
+				// the kernel left joined (partial.go).
+				rx, tx, free = d.ingress(idx[i], Headroom, m.N, false, p, tbl, now, rx, tx, free, q, seg)
+				continue
+			}
 			if seg := m.GSOSize; seg > 0 && m.N > seg && borrow {
 				// UDP GRO, written where it lies: each datagram becomes a
 				// packet borrowing its bytes from the read buffer, which
@@ -428,10 +434,10 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 							continue
 						}
 						copy(d.bufs.buf(sid)[Headroom:], b[o:o+sn])
-						rx, tx, free = d.ingress(sid, Headroom, sn, false, p, tbl, now, rx, tx, free, q)
+						rx, tx, free = d.ingress(sid, Headroom, sn, false, p, tbl, now, rx, tx, free, q, 0)
 						continue
 					}
-					rx, tx, free = d.ingress(idx[i], o, sn, true, p, tbl, now, rx, tx, free, q)
+					rx, tx, free = d.ingress(idx[i], o, sn, true, p, tbl, now, rx, tx, free, q, 0)
 				}
 				continue
 			}
@@ -454,13 +460,13 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 					sn := copy(d.bufs.buf(sid)[Headroom:], b[Headroom+o:Headroom+min(o+seg, m.N)])
 					segs = append(segs, segment{sid, sn})
 				}
-				rx, tx, free = d.ingress(idx[i], Headroom, seg, false, p, tbl, now, rx, tx, free, q)
+				rx, tx, free = d.ingress(idx[i], Headroom, seg, false, p, tbl, now, rx, tx, free, q, 0)
 				for _, s := range segs {
-					rx, tx, free = d.ingress(s.id, Headroom, s.n, false, p, tbl, now, rx, tx, free, q)
+					rx, tx, free = d.ingress(s.id, Headroom, s.n, false, p, tbl, now, rx, tx, free, q, 0)
 				}
 				continue
 			}
-			rx, tx, free = d.ingress(idx[i], Headroom, m.N, false, p, tbl, now, rx, tx, free, q)
+			rx, tx, free = d.ingress(idx[i], Headroom, m.N, false, p, tbl, now, rx, tx, free, q, 0)
 		}
 		c.RxPackets.Add(rxPackets)
 		c.RxBytes.Add(rxBytes)
@@ -495,13 +501,14 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 // ingress decapsulates one datagram of n bytes at off in buffer id from
 // peer p and sorts it to the device, back to the peer, or the drop. A
 // borrowed datagram's buffer is not this packet's to free.
-func (d *Dataplane) ingress(id uint32, off, n int, borrowed bool, p *Peer, tbl *batchView, now int64, rx, tx []packet, free []uint32, q *queueSet) ([]packet, []packet, []uint32) {
+// gso is the kernel's segment size for a UDP-tunnel GSO datagram, else 0.
+func (d *Dataplane) ingress(id uint32, off, n int, borrowed bool, p *Peer, tbl *batchView, now int64, rx, tx []packet, free []uint32, q *queueSet, gso int) ([]packet, []packet, []uint32) {
 	b := d.bufs.buf(id)
 	off, end, v, drop := d.tun.decap(b, off, off+n, p, tbl, now)
 	switch v {
 	case toDevice:
 		if end-off > d.tun.innerMax {
-			rx, free = d.superIngress(q, id, off, end, borrowed, p, rx, free)
+			rx, free = d.superIngress(q, id, off, end, borrowed, p, rx, free, gso)
 			break
 		}
 		rx = append(rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed})

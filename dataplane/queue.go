@@ -15,6 +15,9 @@ type packet struct {
 	// the pool (a segment of a UDP GRO read); whoever finishes with this
 	// packet does not put idx back.
 	borrowed bool
+	// gso > 0: ingress, an inner GSO super-packet for the device to
+	// segment into datagrams of gso payload bytes (partial.go).
+	gso uint16
 }
 
 // batchRing is what queue needs of ring.SPSC and ring.MPMC.

@@ -60,9 +60,6 @@ type tcpSeg struct {
 	// kernel peer's checksum offload, see partial.go); the device is
 	// told NEEDS_CSUM instead of being given a packet it would reject.
 	partial bool
-	// super: a TCP (or USO) super-packet larger than the device MTU,
-	// written alone with a GSO header (partial.go).
-	super bool
 }
 
 // parseSeg looks at the inner IP packet p (already checked by decap:
@@ -217,10 +214,9 @@ func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int, l2, mtu int, uso boo
 			}
 		}
 		if j == i+1 && h.hl > 0 && !h.partial {
-			// Written alone: a partial checksum needs NEEDS_CSUM, a
-			// super-packet its GSO header (partial.go).
-			h.partial = checksumPartial(pkts[i][l2:], h)
-			h.super = len(pkts[i])-l2 > mtu
+			// Written alone: a partial checksum needs NEEDS_CSUM
+			// (partial.go).
+			checksumPartial(pkts[i][l2:], h)
 		}
 		ends = append(ends, j)
 		i = j

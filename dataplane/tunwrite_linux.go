@@ -26,6 +26,7 @@ type vnetWriter struct {
 	// The batch being written, kept here for fn, which is allocated once
 	// (a closure per call would escape).
 	pkts    [][]byte
+	gsos    []uint16
 	next    int // index into ends of the next run to write
 	dropped int
 	err     error
@@ -54,9 +55,12 @@ func newVnetWriter(dev Device, size, mtu int) *vnetWriter {
 }
 
 // write writes pkts (at most the size given to newVnetWriter) and returns
-// how many the kernel refused and how many had a partial checksum. The
-// error is only ever a closed device.
-func (w *vnetWriter) write(pkts [][]byte) (dropped, partial int, err error) {
+// how many the kernel refused and how many had a partial checksum. gsos[i]
+// > 0 marks pkts[i] as a super-packet to write with a GSO header for
+// segments of that size (partial.go). The error is only ever a closed
+// device.
+func (w *vnetWriter) write(pkts [][]byte, gsos []uint16) (dropped, partial int, err error) {
+	w.gsos = gsos
 	w.ends = coalesceRuns(pkts, w.segs, w.ends, w.l2, w.mtu, w.uso)
 	for i := range pkts {
 		if w.segs[i].partial {
@@ -68,7 +72,7 @@ func (w *vnetWriter) write(pkts [][]byte) (dropped, partial int, err error) {
 		return w.dropped, partial, err
 	}
 	dropped, err = w.dropped, w.err
-	w.pkts = nil
+	w.pkts, w.gsos = nil, nil
 	return dropped, partial, err
 }
 
@@ -86,9 +90,9 @@ func (w *vnetWriter) writeRuns(fd uintptr) bool {
 		if end-start == 1 {
 			s := &w.segs[start]
 			switch {
-			case s.super:
+			case w.gsos[start] > 0 && s.hl > 0:
 				// A peer's GSO super-packet, checksum partial (partial.go).
-				superHeader(head[w.l2:], s, s.pay, w.mtu-s.hl, false, w.l2, &w.vh)
+				superHeader(head[w.l2:], s, s.pay, int(w.gsos[start]), false, w.l2, &w.vh)
 				iovs = appendIovec(iovs, w.vh[:])
 			case s.partial:
 				partialHeader(s, w.l2, &w.vh)

@@ -207,12 +207,13 @@ type deviceWriter struct {
 	dev  Device
 	c    *Counters
 	bufs [][]byte
+	gsos []uint16 // per packet: the GSO segment size of a super-packet (partial.go)
 	idx  []uint32
 	vw   *vnetWriter // a TUN with the virtio header: our own coalescing writev
 }
 
 func (d *Dataplane) newDeviceWriter(dev Device, c *Counters, size int) *deviceWriter {
-	return &deviceWriter{d: d, dev: dev, c: c, bufs: make([][]byte, size), idx: make([]uint32, size),
+	return &deviceWriter{d: d, dev: dev, c: c, bufs: make([][]byte, size), gsos: make([]uint16, size), idx: make([]uint32, size),
 		vw: newVnetWriter(dev, size, d.cfg.Device.MTU)}
 }
 
@@ -239,10 +240,10 @@ func (w *deviceWriter) write(ps []packet) error {
 	if w.vw != nil {
 		for i := range ps {
 			p := &ps[i]
-			w.bufs[i] = d.bufs.buf(p.idx)[p.off:p.end]
+			w.bufs[i], w.gsos[i] = d.bufs.buf(p.idx)[p.off:p.end], p.gso
 			p.peer = nil
 		}
-		dropped, partial, err := w.vw.write(w.bufs[:n])
+		dropped, partial, err := w.vw.write(w.bufs[:n], w.gsos[:n])
 		d.bufs.putBatch(w.idx[:owned])
 		if err != nil {
 			return err

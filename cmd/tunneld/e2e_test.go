@@ -246,6 +246,7 @@ func kernelVXLANCase(t *testing.T, mode string, vni, port int, veth bool, offloa
 	tcpTransfer(t, p.B, p.A, oa.Addr(), 10<<20)
 	udpTransfer(t, p.A, p.B, ob.Addr(), 200)
 	udpTransfer(t, p.B, p.A, oa.Addr(), 200)
+	udpGSOTransfer(t, p.B, p.A, oa.Addr(), 1000, 20, 20)
 }
 
 func onOff(b bool) string {
