@@ -21,9 +21,12 @@ package dataplane
 //   - a partial checksum goes to the device with the virtio header's
 //     NEEDS_CSUM (csum_start/csum_offset), or is completed in software
 //     where the device has no virtio header;
-//   - a TCP or UDP super-packet goes to the device as one GSO packet
-//     (gso_size: what the device MTU carries after the headers), or is
-//     split in software where the device takes no GSO (or no USO);
+//   - a TCP super-packet goes to the device as one GSO packet (gso_size:
+//     what the device MTU carries after the headers), or is split in
+//     software where the device takes no GSO;
+//   - a UDP super-packet is one only where the kernel says where its
+//     datagrams end (superIngress); then the same, with that size;
+//     without it, a big UDP datagram goes whole, as the kernel passes it;
 //   - any other packet larger than the device MTU is dropped as
 //     inner_oversize: nothing can have cut it from a segmentation offload.
 //
