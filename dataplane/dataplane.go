@@ -17,6 +17,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/stats"
 	"tunnelplane/encap"
 	"tunnelplane/ring"
 )
@@ -75,7 +76,7 @@ type queueSet struct {
 	icmps []packet     // egress: ICMP errors for the device, built during a batch
 	split splitScratch // ingress: software split of super-packets
 
-	egress, uwriter, ureader, dwriter Counters
+	egress, uwriter, ureader, dwriter stats.Counters
 }
 
 // New opens the device queues and the underlay sockets described by cfg

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/stats"
 	"tunnelplane/encap"
 	"tunnelplane/ring"
 )
@@ -141,7 +142,7 @@ func newTestDataplaneWith(tb testing.TB, yaml, pipeline string, dev Device, conn
 	d.queues = []*queueSet{q}
 	peers := PeersFromConfig(cfg)
 	for _, p := range peers {
-		p.stats, p.pathMTU = new(PeerStats), cfg.Underlay.MTU
+		p.stats, p.pathMTU = new(stats.PeerStats), cfg.Underlay.MTU
 	}
 	d.table.Store(NewTable(peers))
 	return d, q

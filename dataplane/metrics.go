@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"tunnelplane/dataplane/stats"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -67,11 +69,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	dr, uw, ur, dw := d.sum(stageDeviceRead), d.sum(stageUnderlayWrite), d.sum(stageUnderlayRead), d.sum(stageDeviceWrite)
-	for r := range NumDrops {
+	for r := range stats.NumDrops {
 		// Every reason is exported, zero or not, so that dashboards and
 		// alerts can rely on the series existing.
-		counter(c.drops, dr.drops[r]+uw.drops[r], r.String(), "egress")
-		counter(c.drops, ur.drops[r]+dw.drops[r], r.String(), "ingress")
+		counter(c.drops, dr.Drops[r]+uw.Drops[r], r.String(), "egress")
+		counter(c.drops, ur.Drops[r]+dw.Drops[r], r.String(), "ingress")
 	}
 	gauge(c.poolFree, d.bufs.small.Free(), "small")
 	gauge(c.poolFree, d.bufs.large.Free(), "large")
@@ -82,27 +84,27 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.ringOcc, txq, "tx")
 	gauge(c.ringOcc, rxq, "rx")
-	histogram(ch, c.batch, &dr.batchSize, "device_read")
-	histogram(ch, c.batch, &uw.batchSize, "underlay_write")
-	histogram(ch, c.batch, &ur.batchSize, "underlay_read")
-	histogram(ch, c.batch, &dw.batchSize, "device_write")
-	histogram(ch, c.gso, &uw.segments)
-	histogram(ch, c.gro, &ur.segments)
-	counter(c.partial, dw.partialCsum)
-	histogramIn(ch, c.supers, &SuperBuckets, &ur.supers)
+	histogram(ch, c.batch, &dr.BatchSize, "device_read")
+	histogram(ch, c.batch, &uw.BatchSize, "underlay_write")
+	histogram(ch, c.batch, &ur.BatchSize, "underlay_read")
+	histogram(ch, c.batch, &dw.BatchSize, "device_write")
+	histogram(ch, c.gso, &uw.Segments)
+	histogram(ch, c.gro, &ur.Segments)
+	counter(c.partial, dw.PartialCsum)
+	histogramIn(ch, c.supers, &stats.SuperBuckets, &ur.Supers)
 }
 
-func histogram(ch chan<- prometheus.Metric, desc *prometheus.Desc, h *histSnap, labels ...string) {
-	histogramIn(ch, desc, &HistBuckets, h, labels...)
+func histogram(ch chan<- prometheus.Metric, desc *prometheus.Desc, h *stats.HistSum, labels ...string) {
+	histogramIn(ch, desc, &stats.HistBuckets, h, labels...)
 }
 
-func histogramIn(ch chan<- prometheus.Metric, desc *prometheus.Desc, bounds *[len(HistBuckets)]float64, h *histSnap, labels ...string) {
+func histogramIn(ch chan<- prometheus.Metric, desc *prometheus.Desc, bounds *stats.Bounds, h *stats.HistSum, labels ...string) {
 	buckets := make(map[float64]uint64, len(bounds))
 	var cum uint64
 	for i, ub := range bounds {
-		cum += h.buckets[i]
+		cum += h.Buckets[i]
 		buckets[ub] = cum
 	}
-	cum += h.buckets[len(bounds)]
-	ch <- prometheus.MustNewConstHistogram(desc, cum, float64(h.sum), buckets, labels...)
+	cum += h.Buckets[len(bounds)]
+	ch <- prometheus.MustNewConstHistogram(desc, cum, float64(h.Sum), buckets, labels...)
 }

@@ -53,6 +53,7 @@ import (
 	"encoding/binary"
 
 	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/stats"
 	"tunnelplane/encap"
 )
 
@@ -171,10 +172,6 @@ func newSplitScratch() splitScratch {
 	return splitScratch{ids: make([]uint32, 0, maxSplitSegments), bufs: make([][]byte, maxSplitSegments), sizes: make([]int, maxSplitSegments)}
 }
 
-// SuperBuckets are the upper bounds, in bytes, of the histogram of
-// super-packets received (inner packets larger than the device MTU).
-var SuperBuckets = [len(HistBuckets)]float64{2048, 4096, 8192, 16384, 24576, 32768, 49152, 65536}
-
 // superIngress takes an inner packet b[off:end] (in buffer id) longer
 // than the device MTU. gso is the segment size the kernel reported for the
 // datagram (UDP_GRO: a UDP-tunnel GSO packet whose inner segments are UDP),
@@ -192,8 +189,8 @@ var SuperBuckets = [len(HistBuckets)]float64{2048, 4096, 8192, 16384, 24576, 327
 //   - Anything else is dropped as inner_oversize.
 func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed bool, p *Peer, rx []packet, free []uint32, gso int) ([]packet, []uint32) {
 	c, sc := &q.ureader, &q.split
-	drop := func(r Drop) ([]packet, []uint32) {
-		c.drop(r)
+	drop := func(r stats.Drop) ([]packet, []uint32) {
+		c.Drop(r)
 		if !borrowed {
 			free = append(free, id)
 		}
@@ -202,23 +199,23 @@ func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed 
 	b := d.bufs.buf(id)
 	ip, l2, ok := d.tun.innerIP(b, off, end)
 	if !ok {
-		return drop(DropInnerOversize)
+		return drop(stats.DropInnerOversize)
 	}
 	s := parseSeg(ip, false)
 	if s.hl == 0 || s.pay == 0 {
-		return drop(DropInnerOversize)
+		return drop(stats.DropInnerOversize)
 	}
 	whole := packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed}
 	if s.udp && gso == 0 {
 		return append(rx, whole), free // one big datagram; the writer completes a partial checksum
 	}
-	c.Supers.observeIn(&SuperBuckets, end-off, 1)
+	c.Supers.ObserveIn(&stats.SuperBuckets, end-off, 1)
 	if !checksumPartial(ip, &s) {
 		// A super-packet whose checksum is complete (nothing sends one,
 		// but nothing forbids it): verified, then made partial, which
 		// both the GSO write and the split below expect.
 		if !tcpChecksumOK(ip, &s) {
-			return drop(DropInnerChecksum)
+			return drop(stats.DropInnerChecksum)
 		}
 		binary.BigEndian.PutUint16(ip[s.iphl+checksumAt(&s):], encap.Fold(pseudoSum(ip, &s, len(ip)-s.iphl)))
 	}
@@ -227,7 +224,7 @@ func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed 
 		size = gso
 	}
 	if size <= 0 || size > 0xffff {
-		return drop(DropInnerOversize)
+		return drop(stats.DropInnerOversize)
 	}
 	if d.devGSO && (!s.udp || d.devUSO) {
 		// The device writer (tunwrite_linux.go) gives it a GSO header.
@@ -245,14 +242,14 @@ func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed 
 	}
 	n := (s.pay + size - 1) / size
 	if n > len(sc.bufs) {
-		return drop(DropTooBig)
+		return drop(stats.DropTooBig)
 	}
 	ids := sc.ids[:0]
 	for range n {
 		sid, ok := d.bufs.getSmall()
 		if !ok {
 			d.bufs.putBatch(ids)
-			return drop(DropPoolExhausted)
+			return drop(stats.DropPoolExhausted)
 		}
 		ids = append(ids, sid)
 	}
@@ -262,7 +259,7 @@ func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed 
 	k, err := splitSuper(b[off:end], h, l2, sc.bufs[:n], sc.sizes[:n], Headroom)
 	if err != nil {
 		d.bufs.putBatch(ids)
-		return drop(DropTooBig) // segments larger than a buffer: a gso_size over the MTU
+		return drop(stats.DropTooBig) // segments larger than a buffer: a gso_size over the MTU
 	}
 	for i := range k {
 		rx = append(rx, packet{idx: ids[i], off: Headroom, end: int32(Headroom + sc.sizes[i]), peer: p})

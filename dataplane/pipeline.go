@@ -44,6 +44,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/tun"
 
+	"tunnelplane/dataplane/stats"
 	"tunnelplane/encap"
 )
 
@@ -136,7 +137,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	if d.direct {
 		uw = d.newUnderlayWriter(q.send, &q.uwriter, bs)
 	}
-	var icmpCounters Counters                         // the ICMP writer's own, not part of the egress figures
+	var icmpCounters stats.Counters                   // the ICMP writer's own, not part of the egress figures
 	iw := d.newDeviceWriter(q.dev, &icmpCounters, 16) // ICMP errors back to inner sources
 	held := 0                                         // idx[:held]: buffers kept from the last batch (unused or dropped)
 	// have[i] is the id bufs[i] was made for: the unused buffers of a
@@ -161,11 +162,11 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 		if err != nil && k == 0 {
 			held = n
 			if errors.Is(err, tun.ErrTooManySegments) || errors.Is(err, errTooManySegments) {
-				c.drop(DropTooBig)
+				c.Drop(stats.DropTooBig)
 				continue
 			}
 			if errors.Is(err, errBadSuper) {
-				c.drop(Drop(encap.DropBadInner))
+				c.Drop(stats.Drop(encap.DropBadInner))
 				continue
 			}
 			d.bufs.putBatch(idx[:n])
@@ -180,7 +181,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 			k += k2
 		}
 		c.Batches.Add(1)
-		c.BatchSize.observe(k)
+		c.BatchSize.Observe(k)
 		tbl := d.table.Load()
 		now := d.now()
 		out, free = out[:0], append(free[:0], idx[k:n]...)
@@ -199,7 +200,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 				encOff, drop = d.tun.encap(b, off, end, p)
 			}
 			if drop != 0 {
-				c.drop(drop)
+				c.Drop(drop)
 				free = append(free, idx[i])
 				continue
 			}
@@ -238,17 +239,17 @@ type lookupCache struct {
 }
 
 // classifyL3 finds the peer for the inner IP packet b[off:end].
-func (d *Dataplane) classifyL3(b []byte, off, end int, tbl *Table, last *lookupCache) (*Peer, Drop) {
+func (d *Dataplane) classifyL3(b []byte, off, end int, tbl *Table, last *lookupCache) (*Peer, stats.Drop) {
 	_, dst, ok := encap.InnerAddrs(b, off, end)
 	if !ok {
-		return nil, DropNotIP
+		return nil, stats.DropNotIP
 	}
 	if last.peer != nil && dst == last.dst {
 		return last.peer, 0
 	}
 	p := tbl.Lookup(dst)
 	if p == nil {
-		return nil, DropNoRoute
+		return nil, stats.DropNoRoute
 	}
 	last.dst, last.peer = dst, p
 	return p, 0
@@ -260,7 +261,7 @@ func (d *Dataplane) classifyL3(b []byte, off, end int, tbl *Table, last *lookupC
 func (d *Dataplane) egressL2(q *queueSet, b []byte, off, end int, id uint32, tbl *Table, now int64, out []packet, free *[]uint32) []packet {
 	c := &q.egress
 	if end-off < encap.EthernetLen {
-		c.drop(Drop(encap.DropTruncated))
+		c.Drop(stats.Drop(encap.DropTruncated))
 		*free = append(*free, id)
 		return out
 	}
@@ -273,14 +274,14 @@ func (d *Dataplane) egressL2(q *queueSet, b []byte, off, end int, id uint32, tbl
 		}
 	}
 	if len(tbl.Peers) == 0 {
-		c.drop(DropNoRoute)
+		c.Drop(stats.DropNoRoute)
 		*free = append(*free, id)
 		return out
 	}
 	for _, p := range tbl.Peers[1:] {
 		cid, ok := d.bufs.getSmall()
 		if !ok {
-			c.drop(DropPoolExhausted)
+			c.Drop(stats.DropPoolExhausted)
 			continue
 		}
 		cb := d.bufs.buf(cid)
@@ -299,7 +300,7 @@ func (d *Dataplane) emit(q *queueSet, out []packet, free *[]uint32, b []byte, id
 	send, big, icmps := d.checkSize(b, innerOff, encOff, end, p, q.icmps)
 	q.icmps = icmps
 	if !send {
-		q.egress.drop(DropTooBig)
+		q.egress.Drop(stats.DropTooBig)
 		*free = append(*free, id)
 		return out
 	}
@@ -320,9 +321,9 @@ func (d *Dataplane) emit(q *queueSet, out []packet, free *[]uint32, b []byte, id
 }
 
 // dropQueued returns packets a stopping stage could not hand on.
-func (d *Dataplane) dropQueued(ps []packet, c *Counters) {
+func (d *Dataplane) dropQueued(ps []packet, c *stats.Counters) {
 	for _, p := range ps {
-		c.drop(DropRingFull)
+		c.Drop(stats.DropRingFull)
 		if !p.borrowed {
 			d.bufs.put(p.idx)
 		}
@@ -387,12 +388,12 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 			rxPackets++
 			rxBytes += uint64(m.N)
 			if m.GSOSize > 0 && m.N > m.GSOSize {
-				c.Segments.observe((m.N + m.GSOSize - 1) / m.GSOSize)
+				c.Segments.Observe((m.N + m.GSOSize - 1) / m.GSOSize)
 			} else {
 				singles++ // observed once for the batch: two atomic adds a datagram were 17% of ingress
 			}
 			if m.Trunc {
-				c.drop(Drop(encap.DropOversize))
+				c.Drop(stats.Drop(encap.DropOversize))
 				free = append(free, idx[i])
 				continue
 			}
@@ -404,7 +405,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 				}
 			}
 			if p == nil {
-				c.drop(DropUnknownPeer)
+				c.Drop(stats.DropUnknownPeer)
 				free = append(free, idx[i])
 				continue
 			}
@@ -430,7 +431,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 					if d.tun.mayReply(b, o, o+sn) {
 						sid, ok := d.bufs.getSmall()
 						if !ok {
-							c.drop(DropPoolExhausted)
+							c.Drop(stats.DropPoolExhausted)
 							continue
 						}
 						copy(d.bufs.buf(sid)[Headroom:], b[o:o+sn])
@@ -454,7 +455,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 					rxPackets++
 					sid, ok := d.bufs.getSmall()
 					if !ok {
-						c.drop(DropPoolExhausted)
+						c.Drop(stats.DropPoolExhausted)
 						continue
 					}
 					sn := copy(d.bufs.buf(sid)[Headroom:], b[Headroom+o:Headroom+min(o+seg, m.N)])
@@ -470,8 +471,8 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 		}
 		c.RxPackets.Add(rxPackets)
 		c.RxBytes.Add(rxBytes)
-		c.Segments.observeN(1, singles)
-		c.BatchSize.observe(int(rxPackets))
+		c.Segments.ObserveN(1, singles)
+		c.BatchSize.Observe(int(rxPackets))
 		held = d.bufs.keep(idx, free, true)
 		if dw != nil {
 			stage, err := "device-writer", d.writeAll(dw, rx)
@@ -518,7 +519,7 @@ func (d *Dataplane) ingress(id uint32, off, n int, borrowed bool, p *Peer, tbl *
 		no := d.tun.encapReply(b, off)
 		tx = append(tx, packet{idx: id, off: int32(no), end: int32(end), peer: p, borrowed: borrowed})
 	default:
-		q.ureader.drop(drop)
+		q.ureader.Drop(drop)
 		if !borrowed {
 			free = append(free, id)
 		}

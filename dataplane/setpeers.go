@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"net/netip"
+	"tunnelplane/dataplane/stats"
 
 	"github.com/vishvananda/netlink"
 )
@@ -27,7 +28,7 @@ func (d *Dataplane) setPeers(peers []*Peer, routesOwned map[netip.Prefix]bool) e
 				continue
 			}
 		}
-		p.stats = new(PeerStats)
+		p.stats = new(stats.PeerStats)
 		if nl == nil {
 			var err error
 			if nl, err = netlink.NewHandle(); err != nil {

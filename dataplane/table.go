@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"tunnelplane/dataplane/stats"
 )
 
 // Peer is one remote tunnel endpoint and the overlay prefixes behind it.
@@ -17,12 +18,12 @@ type Peer struct {
 	// StaticMAC says MAC is a configured FDB entry for TAP mode rather than
 	// a derived default.
 	StaticMAC bool
-	stats     *PeerStats // set by Dataplane.SetPeers; nil in bare tables
-	pathMTU   int        // set by Dataplane.SetPeers; 0 = unknown, no check
+	stats     *stats.PeerStats // set by Dataplane.SetPeers; nil in bare tables
+	pathMTU   int              // set by Dataplane.SetPeers; 0 = unknown, no check
 }
 
 // Stats returns the peer's counters (nil outside a running data plane).
-func (p *Peer) Stats() *PeerStats { return p.stats }
+func (p *Peer) Stats() *stats.PeerStats { return p.stats }
 
 // Table is an immutable snapshot of the peers and the routes to them. The
 // data plane reads it through an atomic.Pointer and never locks; a change

@@ -5,6 +5,7 @@ import (
 
 	"tunnelplane/dataplane/config"
 	"tunnelplane/dataplane/neigh"
+	"tunnelplane/dataplane/stats"
 	"tunnelplane/encap"
 )
 
@@ -87,7 +88,7 @@ func (t *tunnel) rawProto() int {
 // encap prepends this tunnel's headers to the packet b[off:end] (an IP
 // packet in TUN mode, an Ethernet frame in TAP mode) bound for p, and
 // returns the new start. The caller guarantees off >= encap.MaxOverhead.
-func (t *tunnel) encap(b []byte, off, end int, p *Peer) (int, Drop) {
+func (t *tunnel) encap(b []byte, off, end int, p *Peer) (int, stats.Drop) {
 	switch t.kind {
 	case config.EncapVXLAN:
 		if !t.l2 {
@@ -111,11 +112,11 @@ func (t *tunnel) encap(b []byte, off, end int, p *Peer) (int, Drop) {
 		return encap.PushGRE(b, off, end, &h), 0
 	case config.EncapIPIP:
 		if b[off]>>4 != 4 {
-			return off, DropFamily
+			return off, stats.DropFamily
 		}
 	case config.EncapSIT:
 		if b[off]>>4 != 6 {
-			return off, DropFamily
+			return off, stats.DropFamily
 		}
 	}
 	return off, 0 // ipip, sit, ipudp: the inner packet is the whole payload
@@ -133,14 +134,14 @@ const (
 // decap validates and strips the tunnel headers of the datagram b[off:end]
 // that came from peer p. In TUN mode it also checks that the inner source
 // belongs to p; in TAP mode it learns the inner source MAC.
-func (t *tunnel) decap(b []byte, off, end int, p *Peer, tbl *batchView, now int64) (innerOff, innerEnd int, v verdict, d Drop) {
+func (t *tunnel) decap(b []byte, off, end int, p *Peer, tbl *batchView, now int64) (innerOff, innerEnd int, v verdict, d stats.Drop) {
 	var r encap.DropReason
 	switch t.kind {
 	case config.EncapVXLAN:
 		innerOff, r = encap.DecapVXLAN(b, off, end, t.vni)
 		innerEnd = end
 		if r != encap.OK {
-			return 0, 0, drop, Drop(r)
+			return 0, 0, drop, stats.Drop(r)
 		}
 		if t.l2 {
 			return t.l2Ingress(b, innerOff, innerEnd, p, tbl, now)
@@ -155,15 +156,15 @@ func (t *tunnel) decap(b []byte, off, end int, p *Peer, tbl *batchView, now int6
 				r = encap.DropBadProtocol
 			}
 			if r != encap.OK {
-				return 0, 0, drop, Drop(r)
+				return 0, 0, drop, stats.Drop(r)
 			}
 		}
 		innerOff, innerEnd, r = encap.DecapGRE(b, off, end, t.greWant, &h)
 		if r != encap.OK {
-			return 0, 0, drop, Drop(r)
+			return 0, 0, drop, stats.Drop(r)
 		}
 		if (h.Protocol == encap.EtherTypeTEB) != t.l2 {
-			return 0, 0, drop, DropFamily
+			return 0, 0, drop, stats.DropFamily
 		}
 		if t.l2 {
 			return t.l2Ingress(b, innerOff, innerEnd, p, tbl, now)
@@ -188,18 +189,18 @@ func (t *tunnel) decap(b []byte, off, end int, p *Peer, tbl *batchView, now int6
 		innerOff, innerEnd, r = encap.DecapIPUDP(b, off, end)
 	}
 	if r != encap.OK {
-		return 0, 0, drop, Drop(r)
+		return 0, 0, drop, stats.Drop(r)
 	}
 	return t.checkInnerSource(b, innerOff, innerEnd, p, tbl)
 }
 
-func (t *tunnel) checkInnerSource(b []byte, off, end int, p *Peer, tbl *batchView) (int, int, verdict, Drop) {
+func (t *tunnel) checkInnerSource(b []byte, off, end int, p *Peer, tbl *batchView) (int, int, verdict, stats.Drop) {
 	src, _, ok := encap.InnerAddrs(b, off, end)
 	if !ok {
-		return 0, 0, drop, Drop(encap.DropBadInner)
+		return 0, 0, drop, stats.Drop(encap.DropBadInner)
 	}
 	if !tbl.allowed(p, src) {
-		return 0, 0, drop, DropSpoofedInner
+		return 0, 0, drop, stats.DropSpoofedInner
 	}
 	return off, end, toDevice, 0
 }
@@ -207,13 +208,13 @@ func (t *tunnel) checkInnerSource(b []byte, off, end int, p *Peer, tbl *batchVie
 // vxlanTUNIngress handles the inner Ethernet frame b[off:end] in TUN mode:
 // IP goes to the device without its Ethernet header, ARP requests and
 // neighbour solicitations for our addresses are answered in place.
-func (t *tunnel) vxlanTUNIngress(b []byte, off, end int, p *Peer, tbl *batchView) (int, int, verdict, Drop) {
+func (t *tunnel) vxlanTUNIngress(b []byte, off, end int, p *Peer, tbl *batchView) (int, int, verdict, stats.Drop) {
 	dst, _, et, payOff, r := encap.ParseEthernet(b, off, end)
 	if r != encap.OK {
-		return 0, 0, drop, Drop(r)
+		return 0, 0, drop, stats.Drop(r)
 	}
 	if dst != t.ownMAC && dst[0]&1 == 0 {
-		return 0, 0, drop, DropNotForUs
+		return 0, 0, drop, stats.DropNotForUs
 	}
 	switch et {
 	case encap.EtherTypeARP:
@@ -222,47 +223,47 @@ func (t *tunnel) vxlanTUNIngress(b []byte, off, end int, p *Peer, tbl *batchView
 		if res, n := t.neigh.Handle(b, off, end); res == neigh.Replied {
 			return off, off + n, reply, 0
 		} else if res == neigh.NotForUs {
-			return 0, 0, drop, DropNotForUs
+			return 0, 0, drop, stats.DropNotForUs
 		} else if res == neigh.Malformed {
-			return 0, 0, drop, DropNeighMalformed
+			return 0, 0, drop, stats.DropNeighMalformed
 		}
 		innerEnd, r := encap.CheckInner(b, payOff, end, 6)
 		if r != encap.OK {
-			return 0, 0, drop, Drop(r)
+			return 0, 0, drop, stats.Drop(r)
 		}
 		return t.checkInnerSource(b, payOff, innerEnd, p, tbl)
 	case encap.EtherTypeIPv4:
 		innerEnd, r := encap.CheckInner(b, payOff, end, 4)
 		if r != encap.OK {
-			return 0, 0, drop, Drop(r)
+			return 0, 0, drop, stats.Drop(r)
 		}
 		return t.checkInnerSource(b, payOff, innerEnd, p, tbl)
 	}
-	return 0, 0, drop, DropBadEtherType
+	return 0, 0, drop, stats.DropBadEtherType
 }
 
-func (t *tunnel) answer(b []byte, off, end int) (int, int, verdict, Drop) {
+func (t *tunnel) answer(b []byte, off, end int) (int, int, verdict, stats.Drop) {
 	switch res, n := t.neigh.Handle(b, off, end); res {
 	case neigh.Replied:
 		return off, off + n, reply, 0
 	case neigh.NotForUs:
-		return 0, 0, drop, DropNotForUs
+		return 0, 0, drop, stats.DropNotForUs
 	default:
-		return 0, 0, drop, DropNeighMalformed
+		return 0, 0, drop, stats.DropNeighMalformed
 	}
 }
 
 // l2Ingress learns the source MAC of a frame from peer p (TAP mode): a MAC
 // is bound only to the peer it arrived from, so a peer cannot claim MACs
 // for another peer's traffic beyond its own frames.
-func (t *tunnel) l2Ingress(b []byte, off, end int, p *Peer, tbl *batchView, now int64) (int, int, verdict, Drop) {
+func (t *tunnel) l2Ingress(b []byte, off, end int, p *Peer, tbl *batchView, now int64) (int, int, verdict, stats.Drop) {
 	_, src, _, _, r := encap.ParseEthernet(b, off, end)
 	if r != encap.OK {
-		return 0, 0, drop, Drop(r)
+		return 0, 0, drop, stats.Drop(r)
 	}
 	if src[0]&1 == 0 { // never learn multicast sources
 		if s := tbl.static[src]; s != nil && s != p {
-			return 0, 0, drop, DropSpoofedInner
+			return 0, 0, drop, stats.DropSpoofedInner
 		}
 		tbl.FDB.Learn(src, p.Index, now)
 	}

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"net/netip"
+	"tunnelplane/dataplane/stats"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -66,13 +67,13 @@ const maxGSOBytes = 65000
 type underlayWriter struct {
 	d    *Dataplane
 	w    batchWriter
-	c    *Counters
+	c    *stats.Counters
 	msgs []Message
 	idx  []uint32
 	bufs [][]byte // backing store for the messages' Bufs
 }
 
-func (d *Dataplane) newUnderlayWriter(conn underlaySender, c *Counters, size int) *underlayWriter {
+func (d *Dataplane) newUnderlayWriter(conn underlaySender, c *stats.Counters, size int) *underlayWriter {
 	return &underlayWriter{d: d, w: conn.newBatchWriter(size), c: c,
 		msgs: make([]Message, size), idx: make([]uint32, size), bufs: make([][]byte, size)}
 }
@@ -107,7 +108,7 @@ func (u *underlayWriter) write(ps []packet) error {
 // of packets to the same peer whose sizes are equal (the last of a run may
 // be shorter) become one message the kernel segments: one trip through
 // the UDP/IP stack for up to maxGSOSegments datagrams.
-func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message, c *Counters) int {
+func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message, c *stats.Counters) int {
 	gso := d.gso.Load()
 	nm := 0
 	for i := 0; i < len(ps); {
@@ -131,7 +132,7 @@ func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message, c 
 				m.Bufs, m.GSOSize = bufs[i:j], size
 			}
 		}
-		c.Segments.observe(j - i)
+		c.Segments.Observe(j - i)
 		i = j
 	}
 	return nm
@@ -140,7 +141,7 @@ func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message, c 
 // sendMessages writes msgs, skipping (and counting) any datagram the
 // kernel refuses. A refusal of a GSO send with EIO means the path cannot
 // segment: GSO is turned off and the batch sent again without it.
-func (d *Dataplane) sendMessages(w batchWriter, msgs []Message, c *Counters) error {
+func (d *Dataplane) sendMessages(w batchWriter, msgs []Message, c *stats.Counters) error {
 	for sent := 0; sent < len(msgs); {
 		k, err := w.WriteBatch(msgs[sent:])
 		sent += k
@@ -162,14 +163,14 @@ func (d *Dataplane) sendMessages(w batchWriter, msgs []Message, c *Counters) err
 					if isClosed(err) {
 						return err
 					}
-					c.drop(DropUnderlayWrite)
+					c.Drop(stats.DropUnderlayWrite)
 				}
 			}
 		} else {
-			c.drop(DropUnderlayWrite)
+			c.Drop(stats.DropUnderlayWrite)
 			if m.Bufs != nil {
 				for range m.Bufs[1:] {
-					c.drop(DropUnderlayWrite)
+					c.Drop(stats.DropUnderlayWrite)
 				}
 			}
 		}
@@ -182,9 +183,9 @@ func (d *Dataplane) sendMessages(w batchWriter, msgs []Message, c *Counters) err
 // counters, the per-peer counts (one atomic add per run of one peer), and
 // the ids of the buffers to return (those not borrowed) in idx. It returns
 // the bytes of the batch and the number of ids.
-func account(ps []packet, idx []uint32, c *Counters, tx bool) (bytes uint64, owned int) {
+func account(ps []packet, idx []uint32, c *stats.Counters, tx bool) (bytes uint64, owned int) {
 	c.Batches.Add(1)
-	c.BatchSize.observe(len(ps))
+	c.BatchSize.Observe(len(ps))
 	var run peerRun
 	for i := range ps {
 		p := &ps[i]
@@ -205,14 +206,14 @@ func (u *underlayWriter) size() int { return len(u.msgs) }
 type deviceWriter struct {
 	d    *Dataplane
 	dev  Device
-	c    *Counters
+	c    *stats.Counters
 	bufs [][]byte
 	gsos []uint16 // per packet: the GSO segment size of a super-packet (partial.go)
 	idx  []uint32
 	vw   *vnetWriter // a TUN with the virtio header: our own coalescing writev
 }
 
-func (d *Dataplane) newDeviceWriter(dev Device, c *Counters, size int) *deviceWriter {
+func (d *Dataplane) newDeviceWriter(dev Device, c *stats.Counters, size int) *deviceWriter {
 	return &deviceWriter{d: d, dev: dev, c: c, bufs: make([][]byte, size), gsos: make([]uint16, size), idx: make([]uint32, size),
 		vw: newVnetWriter(dev, size, d.cfg.Device.MTU)}
 }
@@ -251,7 +252,7 @@ func (w *deviceWriter) write(ps []packet) error {
 		if partial > 0 {
 			c.PartialCsum.Add(uint64(partial))
 		}
-		c.Drops[DropDeviceWrite].Add(uint64(dropped))
+		c.Drops[stats.DropDeviceWrite].Add(uint64(dropped))
 		c.TxPackets.Add(uint64(n - dropped))
 		c.TxBytes.Add(bytes)
 		return nil
@@ -280,7 +281,7 @@ func (w *deviceWriter) write(ps []packet) error {
 		if isClosed(err) {
 			return err
 		}
-		c.drop(DropDeviceWrite)
+		c.Drop(stats.DropDeviceWrite)
 		return nil
 	}
 	c.TxPackets.Add(uint64(n))

@@ -1,0 +1,63 @@
+package stats
+
+// Sum is a plain copy of Counters, summed over the goroutines of one
+// stage.
+type Sum struct {
+	RxPackets, RxBytes, TxPackets, TxBytes, Batches uint64
+	BatchSize, Segments, Supers                     HistSum
+	PartialCsum                                     uint64
+	Drops                                           [NumDrops]uint64
+}
+
+// Add adds the current values of c.
+func (s *Sum) Add(c *Counters) {
+	s.RxPackets += c.RxPackets.Load()
+	s.RxBytes += c.RxBytes.Load()
+	s.TxPackets += c.TxPackets.Load()
+	s.TxBytes += c.TxBytes.Load()
+	s.Batches += c.Batches.Load()
+	s.BatchSize.Add(&c.BatchSize)
+	s.Segments.Add(&c.Segments)
+	s.Supers.Add(&c.Supers)
+	s.PartialCsum += c.PartialCsum.Load()
+	for r := range s.Drops {
+		s.Drops[r] += c.Drops[r].Load()
+	}
+}
+
+// HistSum is a plain copy of Hist: bucket counts (not cumulative; the
+// last is +Inf) and the sum of the observations.
+type HistSum struct {
+	Buckets [len(HistBuckets) + 1]uint64
+	Sum     uint64
+}
+
+// Add adds the current values of h.
+func (h *HistSum) Add(o *Hist) {
+	for i := range h.Buckets {
+		h.Buckets[i] += o.Buckets[i].Load()
+	}
+	h.Sum += o.Sum.Load()
+}
+
+// Count is the number of observations.
+func (h *HistSum) Count() uint64 {
+	var n uint64
+	for _, v := range h.Buckets {
+		n += v
+	}
+	return n
+}
+
+// Totals is a summed, point-in-time copy of all stages' counters, as logs
+// and tests read it.
+type Totals struct {
+	EgressRxPackets, EgressTxPackets, EgressTxBytes    uint64
+	IngressRxPackets, IngressTxPackets, IngressRxBytes uint64
+	Drops                                              map[string]uint64 // only reasons that occurred
+	// Batches per stage: packets / batches is the mean batch size.
+	DeviceReads, UnderlayWrites, UnderlayReads, DeviceWrites uint64
+	// Inner packets received with a partial checksum, and inner
+	// super-packets received.
+	PartialChecksums, SuperPackets uint64
+}
