@@ -32,8 +32,12 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 go mod download
-# flanneld for the flannel interop tests: built once into the cache
-# (${TUNNELPLANE_CACHE:-/var/cache/tunnelplane}), a few minutes the first time.
+# flanneld for the flannel interop tests, and etcd 3.6 + kube-apiserver
+# v1.36.3 for the Kubernetes subnet manager's (bench/kubeapi): built once
+# into the cache (${TUNNELPLANE_CACHE:-/var/cache/tunnelplane}); the first
+# time takes minutes (kube-apiserver about 5-6 on two CPUs), then nothing.
 if [ "$(id -u)" -eq 0 ]; then
   "$(dirname "$0")/flanneld.sh" >/dev/null
+  "$(dirname "$0")/etcd3.6.sh" >/dev/null
+  "$(dirname "$0")/kube-apiserver.sh" >/dev/null
 fi
