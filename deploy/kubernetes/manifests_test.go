@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -81,7 +82,7 @@ type docError struct {
 }
 
 func (e *docError) Error() string {
-	return e.file + ": document " + string(rune('0'+e.doc)) + ": " + e.err.Error()
+	return e.file + ": document " + strconv.Itoa(e.doc+1) + ": " + e.err.Error()
 }
 
 func stripComments(doc []byte) []byte {
