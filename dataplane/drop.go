@@ -89,3 +89,30 @@ func (d *Dataplane) Stats() stats.Totals {
 	}
 	return s
 }
+
+// Snapshot reads every counter and gauge the metrics exporter shows.
+func (d *Dataplane) Snapshot() stats.Snapshot {
+	tbl := d.table.Load()
+	s := stats.Snapshot{
+		DeviceRead:    d.sum(stageDeviceRead),
+		UnderlayWrite: d.sum(stageUnderlayWrite),
+		UnderlayRead:  d.sum(stageUnderlayRead),
+		DeviceWrite:   d.sum(stageDeviceWrite),
+		PoolFreeSmall: d.bufs.small.Free(),
+		PoolFreeLarge: d.bufs.large.Free(),
+		NumPeers:      len(tbl.Peers),
+		Peers:         make([]stats.PeerSnapshot, 0, len(tbl.Peers)),
+	}
+	for _, q := range d.queues {
+		s.RingTx += q.txq.len()
+		s.RingRx += q.rxq.len()
+	}
+	for _, p := range tbl.Peers {
+		if st := p.stats; st != nil {
+			s.Peers = append(s.Peers, stats.PeerSnapshot{Remote: p.Remote,
+				RxPackets: st.RxPackets.Load(), RxBytes: st.RxBytes.Load(),
+				TxPackets: st.TxPackets.Load(), TxBytes: st.TxBytes.Load()})
+		}
+	}
+	return s
+}

@@ -1,16 +1,22 @@
-package dataplane
+package main
 
 import (
-	"tunnelplane/dataplane/stats"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"tunnelplane/dataplane/stats"
 )
 
-// Collector exports the data plane's counters to Prometheus. It reads the
-// per-goroutine counters at scrape time, so the data path never touches
-// Prometheus.
-type Collector struct {
-	d *Dataplane
+// snapshotter is what the collector needs of the data plane: a
+// point-in-time copy of its counters (dataplane.Dataplane.Snapshot).
+type snapshotter interface {
+	Snapshot() stats.Snapshot
+}
+
+// collector exports the data plane's counters to Prometheus. It reads a
+// snapshot of the per-goroutine counters at scrape time, so the data path
+// never touches Prometheus.
+type collector struct {
+	dp snapshotter
 
 	rxPackets, rxBytes, txPackets, txBytes *prometheus.Desc
 	drops, poolFree, ringOcc, peers        *prometheus.Desc
@@ -18,15 +24,15 @@ type Collector struct {
 	partial, supers                        *prometheus.Desc
 }
 
-var _ prometheus.Collector = (*Collector)(nil)
+var _ prometheus.Collector = (*collector)(nil)
 
-// NewCollector returns a collector for d; register it once.
-func NewCollector(d *Dataplane) *Collector {
+// newCollector returns a collector for dp; register it once.
+func newCollector(dp snapshotter) *collector {
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("tunneld_"+name, help, labels, nil)
 	}
-	return &Collector{
-		d:         d,
+	return &collector{
+		dp:        dp,
 		rxPackets: desc("rx_packets_total", "Packets received from the peer and delivered to the device.", "peer"),
 		rxBytes:   desc("rx_bytes_total", "Bytes (inner packets) received from the peer and delivered to the device.", "peer"),
 		txPackets: desc("tx_packets_total", "Packets encapsulated and sent to the peer.", "peer"),
@@ -43,47 +49,39 @@ func NewCollector(d *Dataplane) *Collector {
 	}
 }
 
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.poolFree, c.ringOcc, c.peers, c.batch, c.gso, c.gro, c.partial, c.supers} {
 		ch <- d
 	}
 }
 
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	d := c.d
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge := func(desc *prometheus.Desc, v int, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(v), labels...)
 	}
-	tbl := d.table.Load()
-	gauge(c.peers, len(tbl.Peers))
-	for _, p := range tbl.Peers {
-		if st := p.stats; st != nil {
-			peer := p.Remote.String()
-			counter(c.rxPackets, st.RxPackets.Load(), peer)
-			counter(c.rxBytes, st.RxBytes.Load(), peer)
-			counter(c.txPackets, st.TxPackets.Load(), peer)
-			counter(c.txBytes, st.TxBytes.Load(), peer)
-		}
+	s := c.dp.Snapshot()
+	gauge(c.peers, s.NumPeers)
+	for _, p := range s.Peers {
+		peer := p.Remote.String()
+		counter(c.rxPackets, p.RxPackets, peer)
+		counter(c.rxBytes, p.RxBytes, peer)
+		counter(c.txPackets, p.TxPackets, peer)
+		counter(c.txBytes, p.TxBytes, peer)
 	}
-	dr, uw, ur, dw := d.sum(stageDeviceRead), d.sum(stageUnderlayWrite), d.sum(stageUnderlayRead), d.sum(stageDeviceWrite)
+	dr, uw, ur, dw := &s.DeviceRead, &s.UnderlayWrite, &s.UnderlayRead, &s.DeviceWrite
 	for r := range stats.NumDrops {
 		// Every reason is exported, zero or not, so that dashboards and
 		// alerts can rely on the series existing.
 		counter(c.drops, dr.Drops[r]+uw.Drops[r], r.String(), "egress")
 		counter(c.drops, ur.Drops[r]+dw.Drops[r], r.String(), "ingress")
 	}
-	gauge(c.poolFree, d.bufs.small.Free(), "small")
-	gauge(c.poolFree, d.bufs.large.Free(), "large")
-	var txq, rxq int
-	for _, q := range d.queues {
-		txq += q.txq.len()
-		rxq += q.rxq.len()
-	}
-	gauge(c.ringOcc, txq, "tx")
-	gauge(c.ringOcc, rxq, "rx")
+	gauge(c.poolFree, s.PoolFreeSmall, "small")
+	gauge(c.poolFree, s.PoolFreeLarge, "large")
+	gauge(c.ringOcc, s.RingTx, "tx")
+	gauge(c.ringOcc, s.RingRx, "rx")
 	histogram(ch, c.batch, &dr.BatchSize, "device_read")
 	histogram(ch, c.batch, &uw.BatchSize, "underlay_write")
 	histogram(ch, c.batch, &ur.BatchSize, "underlay_read")

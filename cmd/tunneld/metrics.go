@@ -41,7 +41,7 @@ func newMetrics(dp *dataplane.Dataplane, cfg *config.Config, backendName string)
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if dp != nil {
-		m.reg.MustRegister(dataplane.NewCollector(dp))
+		m.reg.MustRegister(newCollector(dp))
 	} else {
 		m.reg.MustRegister(m.peers)
 	}

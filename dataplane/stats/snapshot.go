@@ -1,5 +1,7 @@
 package stats
 
+import "net/netip"
+
 // Sum is a plain copy of Counters, summed over the goroutines of one
 // stage.
 type Sum struct {
@@ -60,4 +62,21 @@ type Totals struct {
 	// Inner packets received with a partial checksum, and inner
 	// super-packets received.
 	PartialChecksums, SuperPackets uint64
+}
+
+// Snapshot is what a metrics exporter reads of a running data plane, at
+// one point in time: each pipeline stage's counters summed over the
+// device queues, the pool and ring gauges, and the per-peer counters.
+type Snapshot struct {
+	DeviceRead, UnderlayWrite, UnderlayRead, DeviceWrite Sum
+	PoolFreeSmall, PoolFreeLarge                         int // free buffers in each packet pool
+	RingTx, RingRx                                       int // packets waiting in the hand-over rings, all queues
+	NumPeers                                             int // peers in the current table
+	Peers                                                []PeerSnapshot
+}
+
+// PeerSnapshot is one peer's PeerStats, by its underlay address.
+type PeerSnapshot struct {
+	Remote                                 netip.Addr
+	RxPackets, RxBytes, TxPackets, TxBytes uint64
 }
