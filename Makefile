@@ -6,7 +6,7 @@ PKGS     := ./...
 RACE_PKGS := ./ring/... ./dataplane/...
 FUZZTIME ?= 20s
 
-.PHONY: all build deps test vet fmt-check unit race fuzz bench demo soak clean help
+.PHONY: all build deps test-deps test vet fmt-check unit race fuzz bench demo soak clean help
 
 all: build
 
@@ -19,6 +19,11 @@ help:
 deps:
 	@./scripts/deps.sh
 
+# deps plus the real peers the suite runs against (flanneld, etcd 3.6,
+# kube-apiserver), built once into the peer cache.
+test-deps:
+	@./scripts/deps.sh --peers
+
 build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...
@@ -30,7 +35,7 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-test: deps vet fmt-check
+test: test-deps vet fmt-check
 	$(GO) test -count=1 -timeout 15m $(PKGS)
 	$(GO) test -count=1 -race -timeout 15m $(RACE_PKGS)
 

@@ -36,7 +36,9 @@ go mod download
 # v1.36.3 for the Kubernetes subnet manager's (bench/kubeapi): built once
 # into the cache (${TUNNELPLANE_CACHE:-/var/cache/tunnelplane}); the first
 # time takes minutes (kube-apiserver about 5-6 on two CPUs), then nothing.
-if [ "$(id -u)" -eq 0 ]; then
+# Only the test suite needs them (`deps.sh --peers`, from make test): the
+# demo and the harness do not wait for these builds.
+if [ "${1:-}" = "--peers" ] && [ "$(id -u)" -eq 0 ]; then
   "$(dirname "$0")/flanneld.sh" >/dev/null
   "$(dirname "$0")/etcd3.6.sh" >/dev/null
   "$(dirname "$0")/kube-apiserver.sh" >/dev/null
