@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/tun"
 
 	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
 	"tunnelplane/encap"
 	"tunnelplane/ring"
@@ -67,7 +67,7 @@ type Dataplane struct {
 // goroutine of a queue counts into the queue's own Counters.
 type queueSet struct {
 	id   int
-	dev  Device
+	dev  device.Device
 	recv underlayReader // underlay socket this queue reads; nil if another queue reads for it
 	send underlaySender // underlay socket this queue's egress sends through
 	txq  *queue         // pipeline rings: encapsulated packets and replies -> underlay writer
@@ -118,19 +118,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
 		return nil, err
 	}
 	d.undoDev = undo
-	if vd, ok := devs[0].(vnetDevice); ok {
-		f, _, uso := vd.vnet()
-		d.devGSO, d.devUSO = f != nil, f != nil && uso
-	}
+	d.devGSO, d.devUSO = device.Offloads(devs[0])
 	for i, dev := range devs {
 		d.queues[i].dev = dev
 		d.closers = append(d.closers, dev)
-		if td, ok := dev.(tun.Device); ok {
-			go func() { // wireguard-go's tun reports link events; nobody here needs them
-				for range td.Events() {
-				}
-			}()
-		}
 	}
 	if err := d.SetPeers(PeersFromConfig(cfg)); err != nil {
 		d.Close()

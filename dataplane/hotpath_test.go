@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
 	"tunnelplane/encap"
 	"tunnelplane/ring"
@@ -117,13 +118,13 @@ func (f *fakeConn) WriteBatch(ms []Message) (int, error) {
 
 // newTestDataplane builds a data plane around fakes, without devices,
 // sockets or netlink.
-func newTestDataplane(tb testing.TB, pipeline string, dev Device, conn *fakeConn) (*Dataplane, *queueSet) {
+func newTestDataplane(tb testing.TB, pipeline string, dev device.Device, conn *fakeConn) (*Dataplane, *queueSet) {
 	tb.Helper()
 	return newTestDataplaneWith(tb, benchConfig, pipeline, dev, conn)
 }
 
 // newTestDataplaneWith is newTestDataplane for another config.
-func newTestDataplaneWith(tb testing.TB, yaml, pipeline string, dev Device, conn *fakeConn) (*Dataplane, *queueSet) {
+func newTestDataplaneWith(tb testing.TB, yaml, pipeline string, dev device.Device, conn *fakeConn) (*Dataplane, *queueSet) {
 	tb.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {

@@ -53,91 +53,10 @@ import (
 	"encoding/binary"
 
 	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
 	"tunnelplane/encap"
 )
-
-// checksumAt is the offset of the checksum field in s's transport header.
-func checksumAt(s *tcpSeg) int {
-	if s.udp {
-		return 6
-	}
-	return 16
-}
-
-// checksumPartial reports whether the TCP/UDP packet p (parsed as s, hl >
-// 0) carries a partial checksum: exactly the folded pseudo-header sum. It
-// sets s.partial.
-func checksumPartial(p []byte, s *tcpSeg) bool {
-	at := s.iphl + checksumAt(s)
-	s.partial = binary.BigEndian.Uint16(p[at:]) == encap.Fold(pseudoSum(p, s, len(p)-s.iphl))
-	return s.partial
-}
-
-// checksumUsable reports whether the segment p may go to the device in a
-// NEEDS_CSUM super-packet: its checksum verifies, or it is partial.
-func checksumUsable(p []byte, s *tcpSeg) bool {
-	return tcpChecksumOK(p, s) || checksumPartial(p, s)
-}
-
-// completePartial completes the checksum of the IP packet ip when it is
-// a TCP or UDP packet whose checksum is partial, and reports whether it
-// was. It is the plain device's per-packet test (no virtio header to say
-// NEEDS_CSUM), so it reads only what it must: no full parse.
-func completePartial(ip []byte) bool {
-	if len(ip) < 28 {
-		return false
-	}
-	var iphl int
-	var proto byte
-	var addrs []byte
-	switch ip[0] >> 4 {
-	case 4:
-		if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
-			return false // a later fragment: no transport header
-		}
-		iphl, proto, addrs = int(ip[0]&0xf)*4, ip[9], ip[12:20]
-	case 6:
-		if len(ip) < 48 {
-			return false
-		}
-		iphl, proto, addrs = 40, ip[6], ip[8:40]
-	default:
-		return false
-	}
-	at := iphl + 16
-	switch proto {
-	case encap.ProtoTCP:
-	case encap.ProtoUDP:
-		at = iphl + 6
-	default:
-		return false
-	}
-	if iphl < 20 || at+2 > len(ip) {
-		return false
-	}
-	l4 := len(ip) - iphl
-	if binary.BigEndian.Uint16(ip[at:]) != encap.Fold(encap.Sum(addrs, uint64(proto)+uint64(l4))) {
-		return false
-	}
-	c := ^encap.Fold(encap.Sum(ip[iphl:], 0))
-	if proto == encap.ProtoUDP && c == 0 {
-		c = 0xffff // 0 means "no checksum" in UDP
-	}
-	binary.BigEndian.PutUint16(ip[at:], c)
-	return true
-}
-
-// partialHeader fills vh for a single packet whose checksum is partial:
-// no GSO, the kernel completes the checksum (or trusts it on local
-// delivery, as it trusts the same packet from a veth).
-func partialHeader(s *tcpSeg, l2 int, vh *[virtioHdrLen]byte) {
-	*vh = [virtioHdrLen]byte{}
-	vh[0] = virtioNeedsCsum
-	binary.LittleEndian.PutUint16(vh[2:], uint16(l2+s.hl))       // hdr_len
-	binary.LittleEndian.PutUint16(vh[6:], uint16(l2+s.iphl))     // csum_start
-	binary.LittleEndian.PutUint16(vh[8:], uint16(checksumAt(s))) // csum_offset
-}
 
 // innerIP returns the IP packet in the inner packet b[off:end]: all of it
 // in TUN mode, the payload of an IPv4/IPv6 Ethernet frame in TAP mode
@@ -201,46 +120,26 @@ func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed 
 	if !ok {
 		return drop(stats.DropInnerOversize)
 	}
-	s := parseSeg(ip, false)
-	if s.hl == 0 || s.pay == 0 {
+	s, v := device.ParseSuper(ip, l2, d.cfg.Device.MTU, gso)
+	switch v {
+	case device.SuperNotSegmented:
 		return drop(stats.DropInnerOversize)
-	}
-	whole := packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed}
-	if s.udp && gso == 0 {
-		return append(rx, whole), free // one big datagram; the writer completes a partial checksum
+	case device.SuperDatagram:
+		// One big datagram; the writer completes a partial checksum.
+		return append(rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed}), free
 	}
 	c.Supers.ObserveIn(&stats.SuperBuckets, end-off, 1)
-	if !checksumPartial(ip, &s) {
-		// A super-packet whose checksum is complete (nothing sends one,
-		// but nothing forbids it): verified, then made partial, which
-		// both the GSO write and the split below expect.
-		if !tcpChecksumOK(ip, &s) {
-			return drop(stats.DropInnerChecksum)
-		}
-		binary.BigEndian.PutUint16(ip[s.iphl+checksumAt(&s):], encap.Fold(pseudoSum(ip, &s, len(ip)-s.iphl)))
-	}
-	size := d.cfg.Device.MTU - s.hl
-	if s.udp || (gso > 0 && gso < size) {
-		size = gso
-	}
-	if size <= 0 || size > 0xffff {
+	switch v {
+	case device.SuperBadChecksum:
+		return drop(stats.DropInnerChecksum)
+	case device.SuperBadSize:
 		return drop(stats.DropInnerOversize)
 	}
-	if d.devGSO && (!s.udp || d.devUSO) {
-		// The device writer (tunwrite_linux.go) gives it a GSO header.
-		whole.gso = uint16(size)
-		return append(rx, whole), free
+	if d.devGSO && (!s.UDP() || d.devUSO) {
+		// The device writer (device.GatherWriter) gives it a GSO header.
+		return append(rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed, gso: uint16(s.Size())}), free
 	}
-	h := virtioHdr{flags: virtioNeedsCsum, gsoSize: size, csumStart: l2 + s.iphl, csumOffset: checksumAt(&s)}
-	switch {
-	case s.udp:
-		h.gsoType = virtioGSOUDPL4
-	case s.v6:
-		h.gsoType = virtioGSOTCPv6
-	default:
-		h.gsoType = virtioGSOTCPv4
-	}
-	n := (s.pay + size - 1) / size
+	n := s.Segments()
 	if n > len(sc.bufs) {
 		return drop(stats.DropTooBig)
 	}
@@ -256,7 +155,7 @@ func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed 
 	for i, sid := range ids {
 		sc.bufs[i] = d.bufs.buf(sid)
 	}
-	k, err := splitSuper(b[off:end], h, l2, sc.bufs[:n], sc.sizes[:n], Headroom)
+	k, err := s.Split(b[off:end], sc.bufs[:n], sc.sizes[:n], Headroom)
 	if err != nil {
 		d.bufs.putBatch(ids)
 		return drop(stats.DropTooBig) // segments larger than a buffer: a gso_size over the MTU

@@ -12,6 +12,8 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"tunnelplane/dataplane/device"
+	"tunnelplane/dataplane/device/devicetest"
 	"tunnelplane/encap"
 )
 
@@ -68,11 +70,11 @@ func (r *recDevice) Write(bufs [][]byte, offset int) (int, error) {
 	return len(bufs), nil
 }
 
-func (r *recDevice) vnet() (*os.File, int, bool) { return r.vnetFile, r.l2, r.uso }
+func (r *recDevice) Vnet() (*os.File, int, bool) { return r.vnetFile, r.l2, r.uso }
 
-var _ vnetDevice = (*recDevice)(nil)
+var _ device.Vnet = (*recDevice)(nil)
 
-func newRecDevice(t *testing.T, vnet bool, l2 int, uso bool) Device {
+func newRecDevice(t *testing.T, vnet bool, l2 int, uso bool) device.Device {
 	r := &recDevice{l2: l2, uso: uso, peer: -1}
 	if !vnet {
 		return r
@@ -95,7 +97,7 @@ func newRecDevice(t *testing.T, vnet bool, l2 int, uso bool) Device {
 // devWrite is one write the device got: the virtio header (zero for a
 // plain device) and the frame or packet.
 type devWrite struct {
-	h   virtioHdr
+	h   device.VirtioHdr
 	pkt []byte
 }
 
@@ -113,14 +115,14 @@ func (r *recDevice) writes(t *testing.T) []devWrite {
 		if err != nil || n == 0 {
 			return out
 		}
-		if n < virtioHdrLen {
+		if n < device.VirtioHdrLen {
 			t.Fatalf("device write of %d bytes: no virtio header", n)
 		}
-		out = append(out, devWrite{h: parseVirtioHdr(buf), pkt: append([]byte(nil), buf[virtioHdrLen:n]...)})
+		out = append(out, devWrite{h: device.ParseVirtioHdr(buf), pkt: append([]byte(nil), buf[device.VirtioHdrLen:n]...)})
 	}
 }
 
-func recOf(dev Device) *recDevice { return dev.(*recDevice) }
+func recOf(dev device.Device) *recDevice { return dev.(*recDevice) }
 
 // encapCase is one encapsulation: its config and how the peer wraps an
 // inner packet (IP, or Ethernet in TAP mode) into what the underlay socket
@@ -189,21 +191,17 @@ var partialEncaps = []encapCase{
 }
 
 // ingressOnce runs the underlay reader over one datagram into dev.
-func ingressOnce(t *testing.T, ec encapCase, dev Device, dgram []byte) *Dataplane {
+func ingressOnce(t *testing.T, ec encapCase, dev device.Device, dgram []byte) *Dataplane {
 	return ingressOnceGSO(t, ec, dev, dgram, 0)
 }
 
 // ingressOnceGSO is ingressOnce for a datagram the kernel reports with a
 // UDP_GRO segment size.
-func ingressOnceGSO(t *testing.T, ec encapCase, dev Device, dgram []byte, gso int) *Dataplane {
+func ingressOnceGSO(t *testing.T, ec encapCase, dev device.Device, dgram []byte, gso int) *Dataplane {
 	t.Helper()
 	conn := &fakeConn{dgram: dgram, from: netip.MustParseAddrPort("10.99.0.1:4789"), left: 1, gso: gso}
 	d, q := newTestDataplaneWith(t, partialConfig(ec.mode, ec.body, ec.v4only, ec.v6only), "direct", dev, conn)
-	if vd, ok := dev.(vnetDevice); ok {
-		if f, _, uso := vd.vnet(); f != nil {
-			d.devGSO, d.devUSO = true, uso
-		}
-	}
+	d.devGSO, d.devUSO = device.Offloads(dev)
 	d.wg.Add(1)
 	d.routineUnderlayReader(q) // returns when the fake socket reports closed
 	if d.bufs.small.Free() != d.bufs.small.Cap() || d.bufs.large.Free() != d.bufs.large.Cap() {
@@ -212,58 +210,16 @@ func ingressOnceGSO(t *testing.T, ec encapCase, dev Device, dgram []byte, gso in
 	return d
 }
 
-// checkL4 decodes ip with gopacket and recomputes its TCP/UDP checksum;
-// it returns the transport payload, and fails unless the checksum in the
-// packet is the correct one.
-func checkL4(t *testing.T, ip []byte) []byte {
-	t.Helper()
-	first := layers.LayerTypeIPv4
-	if ip[0]>>4 == 6 {
-		first = layers.LayerTypeIPv6
-	}
-	pk := gopacket.NewPacket(ip, first, gopacket.Default)
-	if el := pk.ErrorLayer(); el != nil {
-		t.Fatalf("gopacket: %v", el.Error())
-	}
-	nl := pk.NetworkLayer()
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{ComputeChecksums: true}
-	if tcp, ok := pk.Layer(layers.LayerTypeTCP).(*layers.TCP); ok {
-		got := tcp.Checksum
-		tcp.SetNetworkLayerForChecksum(nl)
-		if err := gopacket.SerializeLayers(buf, opts, tcp, gopacket.Payload(tcp.Payload)); err != nil {
-			t.Fatal(err)
-		}
-		if tcp.Checksum != got {
-			t.Fatalf("TCP checksum %#04x, want %#04x", got, tcp.Checksum)
-		}
-		return tcp.Payload
-	}
-	udp, ok := pk.Layer(layers.LayerTypeUDP).(*layers.UDP)
-	if !ok {
-		t.Fatalf("neither TCP nor UDP: %v", pk)
-	}
-	got := udp.Checksum
-	udp.SetNetworkLayerForChecksum(nl)
-	if err := gopacket.SerializeLayers(buf, opts, udp, gopacket.Payload(udp.Payload)); err != nil {
-		t.Fatal(err)
-	}
-	if udp.Checksum != got {
-		t.Fatalf("UDP checksum %#04x, want %#04x", got, udp.Checksum)
-	}
-	return udp.Payload
-}
-
 // completeAsKernel does what the kernel does with a NEEDS_CSUM write:
 // the sum from csum_start on, stored at csum_start+csum_offset.
 func completeAsKernel(t *testing.T, w devWrite) []byte {
 	t.Helper()
 	p := append([]byte(nil), w.pkt...)
-	at := w.h.csumStart + w.h.csumOffset
-	if w.h.csumStart >= len(p) || at+2 > len(p) {
-		t.Fatalf("csum_start %d offset %d outside %d bytes", w.h.csumStart, w.h.csumOffset, len(p))
+	at := w.h.CsumStart + w.h.CsumOffset
+	if w.h.CsumStart >= len(p) || at+2 > len(p) {
+		t.Fatalf("csum_start %d offset %d outside %d bytes", w.h.CsumStart, w.h.CsumOffset, len(p))
 	}
-	c := ^encap.Fold(encap.Sum(p[w.h.csumStart:], 0))
+	c := ^encap.Fold(encap.Sum(p[w.h.CsumStart:], 0))
 	binary.BigEndian.PutUint16(p[at:], c)
 	return p
 }
@@ -278,7 +234,7 @@ func TestIngressPartialChecksums(t *testing.T) {
 				for _, vnet := range []bool{true, false} {
 					name := fmt.Sprintf("%s/v6=%v/udp=%v/vnet=%v", ec.name, v6, udp, vnet)
 					t.Run(name, func(t *testing.T) {
-						inner, _, payload := superPacket(t, v6, udp, 600, 0, tcpFlagACK|tcpFlagPSH)
+						inner, payload := devicetest.SuperPacket(t, v6, udp, 600, devicetest.FlagACK|devicetest.FlagPSH)
 						l2 := 0
 						frame := inner
 						if ec.l2 {
@@ -305,12 +261,12 @@ func TestIngressPartialChecksums(t *testing.T) {
 							if udp {
 								off = 6
 							}
-							if w.h.flags != virtioNeedsCsum || w.h.gsoType != virtioGSONone || w.h.csumStart != l2+iphl || w.h.csumOffset != off {
+							if w.h.Flags != device.VirtioNeedsCsum || w.h.GSOType != device.VirtioGSONone || w.h.CsumStart != l2+iphl || w.h.CsumOffset != off {
 								t.Fatalf("virtio header %+v, want NEEDS_CSUM at %d+%d", w.h, l2+iphl, off)
 							}
 							ip = completeAsKernel(t, w)[l2:]
 						}
-						if got := checkL4(t, ip); !bytes.Equal(got, payload) {
+						if got := devicetest.CheckL4(t, ip); !bytes.Equal(got, payload) {
 							t.Fatalf("payload differs")
 						}
 						if s := d.Stats(); s.PartialChecksums != 1 || len(s.Drops) != 0 {
@@ -342,7 +298,7 @@ func TestIngressSuperPackets(t *testing.T) {
 				}{{"vnet-uso", true, true}, {"vnet", true, false}, {"plain", false, false}} {
 					name := fmt.Sprintf("%s/v6=%v/udp=%v/%s", ec.name, v6, udp, dv.name)
 					t.Run(name, func(t *testing.T) {
-						inner, _, payload := superPacket(t, v6, udp, pay, 0, tcpFlagACK|tcpFlagPSH)
+						inner, payload := devicetest.SuperPacket(t, v6, udp, pay, devicetest.FlagACK|devicetest.FlagPSH)
 						l2 := 0
 						frame := inner
 						if ec.l2 {
@@ -367,15 +323,15 @@ func TestIngressSuperPackets(t *testing.T) {
 						ws := recOf(dev).writes(t)
 						if udp && gso == 0 {
 							// One datagram, whole, its checksum completed.
-							if len(ws) != 1 || len(ws[0].pkt) != len(frame) || ws[0].h.gsoType != virtioGSONone {
+							if len(ws) != 1 || len(ws[0].pkt) != len(frame) || ws[0].h.GSOType != device.VirtioGSONone {
 								t.Fatalf("want the datagram whole: %d writes", len(ws))
 							}
 							w := ws[0]
 							ip := w.pkt[l2:]
-							if w.h.flags == virtioNeedsCsum {
+							if w.h.Flags == device.VirtioNeedsCsum {
 								ip = completeAsKernel(t, w)[l2:]
 							}
-							if got := checkL4(t, ip); !bytes.Equal(got, payload) {
+							if got := devicetest.CheckL4(t, ip); !bytes.Equal(got, payload) {
 								t.Fatalf("payload differs")
 							}
 							if s := d.Stats(); len(s.Drops) != 0 || s.SuperPackets != 0 {
@@ -388,23 +344,23 @@ func TestIngressSuperPackets(t *testing.T) {
 								t.Fatalf("device got %d writes, want 1 GSO packet (drops %v)", len(ws), d.Stats().Drops)
 							}
 							w := ws[0]
-							want := uint8(virtioGSOTCPv4)
+							want := uint8(device.VirtioGSOTCPv4)
 							switch {
 							case udp:
-								want = virtioGSOUDPL4
+								want = device.VirtioGSOUDPL4
 							case v6:
-								want = virtioGSOTCPv6
+								want = device.VirtioGSOTCPv6
 							}
-							if w.h.flags != virtioNeedsCsum || w.h.gsoType != want || w.h.gsoSize != seg || w.h.csumStart != l2+iphl {
+							if w.h.Flags != device.VirtioNeedsCsum || w.h.GSOType != want || w.h.GSOSize != seg || w.h.CsumStart != l2+iphl {
 								t.Fatalf("virtio header %+v, want gso %d size %d csum_start %d", w.h, want, seg, l2+iphl)
 							}
-							// The kernel segments it (splitSuper cuts as the
+							// The kernel segments it (device.SplitSuper cuts as the
 							// kernel would).
 							bufs, sizes := make([][]byte, 64), make([]int, 64)
 							for i := range bufs {
 								bufs[i] = make([]byte, 2048)
 							}
-							n, err := splitSuper(append([]byte(nil), w.pkt...), w.h, l2, bufs, sizes, 0)
+							n, err := device.SplitSuper(append([]byte(nil), w.pkt...), w.h, l2, bufs, sizes, 0)
 							if err != nil {
 								t.Fatal(err)
 							}
@@ -415,13 +371,13 @@ func TestIngressSuperPackets(t *testing.T) {
 						}
 						var got []byte
 						for i, w := range ws {
-							if w.h.gsoType != virtioGSONone || w.h.flags != 0 {
+							if w.h.GSOType != device.VirtioGSONone || w.h.Flags != 0 {
 								t.Fatalf("split segment with virtio header %+v", w.h)
 							}
 							if len(w.pkt)-l2 > mtu {
 								t.Fatalf("segment of %d bytes over MTU %d", len(w.pkt)-l2, mtu)
 							}
-							p := checkL4(t, w.pkt[l2:])
+							p := devicetest.CheckL4(t, w.pkt[l2:])
 							if i < len(ws)-1 && len(p) != seg {
 								t.Fatalf("segment %d carries %d bytes, want %d", i, len(p), seg)
 							}
@@ -446,13 +402,13 @@ func TestIngressSuperPackets(t *testing.T) {
 func TestIngressOversizeAndCorrupt(t *testing.T) {
 	ec := partialEncaps[0] // vxlan-tun
 	t.Run("corrupt-small", func(t *testing.T) {
-		inner, _, _ := superPacket(t, false, false, 600, 0, tcpFlagACK)
+		inner, _ := devicetest.SuperPacket(t, false, false, 600, devicetest.FlagACK)
 		inner[20+16] ^= 0x5a // neither the correct checksum nor the pseudo-header sum
 		for _, vnet := range []bool{true, false} {
 			dev := newRecDevice(t, vnet, 0, true)
 			d := ingressOnce(t, ec, dev, ec.wrap(inner, false))
 			ws := recOf(dev).writes(t)
-			if len(ws) != 1 || ws[0].h != (virtioHdr{}) || !bytes.Equal(ws[0].pkt, inner) {
+			if len(ws) != 1 || ws[0].h != (device.VirtioHdr{}) || !bytes.Equal(ws[0].pkt, inner) {
 				t.Fatalf("vnet=%v: want the packet as it is with no offload (the kernel drops it), got %d writes %+v", vnet, len(ws), ws)
 			}
 			if s := d.Stats(); s.PartialChecksums != 0 {
@@ -461,7 +417,7 @@ func TestIngressOversizeAndCorrupt(t *testing.T) {
 		}
 	})
 	t.Run("corrupt-super", func(t *testing.T) {
-		inner, _, _ := superPacket(t, false, false, 20000, 0, tcpFlagACK)
+		inner, _ := devicetest.SuperPacket(t, false, false, 20000, devicetest.FlagACK)
 		inner[20+16] ^= 0x5a
 		dev := newRecDevice(t, true, 0, true)
 		d := ingressOnce(t, ec, dev, ec.wrap(inner, false))
@@ -476,7 +432,7 @@ func TestIngressOversizeAndCorrupt(t *testing.T) {
 		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4,
 			SrcIP: []byte{10, 200, 0, 1}, DstIP: []byte{10, 200, 0, 2}}
 		icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0)}
-		inner := serialize(t, ip, icmp, gopacket.Payload(make([]byte, 3000)))
+		inner := devicetest.Serialize(t, ip, icmp, gopacket.Payload(make([]byte, 3000)))
 		dev := newRecDevice(t, true, 0, true)
 		d := ingressOnce(t, ec, dev, ec.wrap(inner, false))
 		if ws := recOf(dev).writes(t); len(ws) != 0 {
@@ -488,38 +444,18 @@ func TestIngressOversizeAndCorrupt(t *testing.T) {
 	})
 	t.Run("complete-super", func(t *testing.T) {
 		// A super-packet with a complete, correct checksum is taken too.
-		inner, h, payload := superPacket(t, false, false, 20000, 0, tcpFlagACK)
-		binary.BigEndian.PutUint16(inner[20+16:], ^encap.Fold(encap.Sum(inner[h.csumStart:], 0)))
+		inner, payload := devicetest.SuperPacket(t, false, false, 20000, devicetest.FlagACK)
+		binary.BigEndian.PutUint16(inner[20+16:], ^encap.Fold(encap.Sum(inner[20:], 0)))
 		dev := newRecDevice(t, false, 0, false)
 		d := ingressOnce(t, ec, dev, ec.wrap(inner, false))
 		var got []byte
 		for _, w := range recOf(dev).writes(t) {
-			got = append(got, checkL4(t, w.pkt)...)
+			got = append(got, devicetest.CheckL4(t, w.pkt)...)
 		}
 		if !bytes.Equal(got, payload) || d.Stats().SuperPackets != 1 {
 			t.Fatalf("payload %d bytes, supers %d", len(got), d.Stats().SuperPackets)
 		}
 	})
-}
-
-func TestChecksumPartialTest(t *testing.T) {
-	for _, v6 := range []bool{false, true} {
-		for _, udp := range []bool{false, true} {
-			p, h, _ := superPacket(t, v6, udp, 300, 0, tcpFlagACK)
-			s := parseSeg(p, false)
-			if s.hl == 0 || !checksumPartial(p, &s) {
-				t.Fatalf("v6=%v udp=%v: partial packet not recognised", v6, udp)
-			}
-			if !completePartial(p) {
-				t.Fatalf("v6=%v udp=%v: completePartial did not take it", v6, udp)
-			}
-			checkL4(t, p)
-			if checksumPartial(p, &s) || !tcpChecksumOK(p, &s) {
-				t.Fatalf("v6=%v udp=%v: completed packet still partial or wrong", v6, udp)
-			}
-			_ = h
-		}
-	}
 }
 
 // FuzzIngressOffload feeds arbitrary datagrams, seeded with partial
@@ -532,7 +468,7 @@ func FuzzIngressOffload(f *testing.F) {
 	for i, ec := range partialEncaps {
 		for _, pay := range []int{600, 20000} {
 			for _, udp := range []bool{false, true} {
-				inner, _, _ := superPacket(f, ec.v6only, udp, pay, 0, tcpFlagACK)
+				inner, _ := devicetest.SuperPacket(f, ec.v6only, udp, pay, devicetest.FlagACK)
 				frame := inner
 				if ec.l2 {
 					frame = ethFrame(inner, ec.v6only)
@@ -562,19 +498,27 @@ func FuzzIngressOffload(f *testing.F) {
 		}
 		d := ingressOnceGSO(t, ec, dev, dgram, gso)
 		for _, w := range recOf(dev).writes(t) {
-			if w.h.flags&virtioNeedsCsum != 0 && (w.h.csumStart >= len(w.pkt) || w.h.csumStart+w.h.csumOffset+2 > len(w.pkt)) {
+			if w.h.Flags&device.VirtioNeedsCsum != 0 && (w.h.CsumStart >= len(w.pkt) || w.h.CsumStart+w.h.CsumOffset+2 > len(w.pkt)) {
 				t.Fatalf("virtio header %+v outside a %d-byte packet", w.h, len(w.pkt))
 			}
-			if w.h.gsoType == virtioGSONone && len(w.pkt)-l2 > d.cfg.Device.MTU {
+			if w.h.GSOType == device.VirtioGSONone && len(w.pkt)-l2 > d.cfg.Device.MTU {
 				// Only a UDP datagram may go whole (its boundaries are the
 				// application's).
-				if s := parseSeg(w.pkt[l2:], false); !s.udp {
+				if !isUDP(w.pkt[l2:]) {
 					t.Fatalf("%d-byte packet without GSO, MTU %d, not UDP", len(w.pkt)-l2, d.cfg.Device.MTU)
 				}
 			}
-			if w.h.gsoType != virtioGSONone && (w.h.gsoSize <= 0 || w.h.gsoSize > d.cfg.Device.MTU) {
-				t.Fatalf("gso_size %d, MTU %d", w.h.gsoSize, d.cfg.Device.MTU)
+			if w.h.GSOType != device.VirtioGSONone && (w.h.GSOSize <= 0 || w.h.GSOSize > d.cfg.Device.MTU) {
+				t.Fatalf("gso_size %d, MTU %d", w.h.GSOSize, d.cfg.Device.MTU)
 			}
 		}
 	})
+}
+
+// isUDP reports whether the IP packet p carries UDP.
+func isUDP(p []byte) bool {
+	if p[0]>>4 == 6 {
+		return p[6] == encap.ProtoUDP
+	}
+	return p[9] == encap.ProtoUDP
 }

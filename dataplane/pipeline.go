@@ -42,8 +42,7 @@ import (
 	"os"
 	"time"
 
-	"golang.zx2c4.com/wireguard/tun"
-
+	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
 	"tunnelplane/encap"
 )
@@ -126,7 +125,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	// system call each.
 	room := q.dev.BatchSize()
 	bs := batchFor(2*max(room, 64), d.bufs.small)
-	probe := newReadProbe(q.dev)
+	probe := device.NewReadProbe(q.dev)
 	idx := make([]uint32, bs)
 	bufs := make([][]byte, bs)
 	sizes := make([]int, bs)
@@ -161,11 +160,11 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 		k, err := q.dev.Read(bufs[:n], sizes[:n], Headroom)
 		if err != nil && k == 0 {
 			held = n
-			if errors.Is(err, tun.ErrTooManySegments) || errors.Is(err, errTooManySegments) {
+			if device.IsTooManySegments(err) {
 				c.Drop(stats.DropTooBig)
 				continue
 			}
-			if errors.Is(err, errBadSuper) {
+			if errors.Is(err, device.ErrBadSuper) {
 				c.Drop(stats.Drop(encap.DropBadInner))
 				continue
 			}
@@ -173,7 +172,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 			d.fatal("device-reader", err)
 			return
 		}
-		for probe != nil && n-k >= room && probe.readable() {
+		for probe != nil && n-k >= room && probe.Readable() {
 			k2, err := q.dev.Read(bufs[k:n], sizes[k:n], Headroom)
 			if err != nil || k2 == 0 {
 				break // the next blocking read reports it

@@ -3,10 +3,10 @@ package dataplane
 import (
 	"errors"
 	"net/netip"
+	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
 
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // packetWriter is the writing end of a stage: it takes a batch of packets
@@ -205,28 +205,24 @@ func (u *underlayWriter) size() int { return len(u.msgs) }
 // deviceWriter is one goroutine's scratch state for writing to the device.
 type deviceWriter struct {
 	d    *Dataplane
-	dev  Device
+	dev  device.Device
 	c    *stats.Counters
 	bufs [][]byte
 	gsos []uint16 // per packet: the GSO segment size of a super-packet (partial.go)
 	idx  []uint32
-	vw   *vnetWriter // a TUN with the virtio header: our own coalescing writev
+	vw   *device.GatherWriter // a queue with the virtio header: our own coalescing writev
 }
 
-func (d *Dataplane) newDeviceWriter(dev Device, c *stats.Counters, size int) *deviceWriter {
+func (d *Dataplane) newDeviceWriter(dev device.Device, c *stats.Counters, size int) *deviceWriter {
 	return &deviceWriter{d: d, dev: dev, c: c, bufs: make([][]byte, size), gsos: make([]uint16, size), idx: make([]uint32, size),
-		vw: newVnetWriter(dev, size, d.cfg.Device.MTU)}
+		vw: device.NewGatherWriter(dev, size, d.cfg.Device.MTU)}
 }
 
 // headroomFree reports whether the writer leaves the bytes in front of
 // each packet alone, so that packets may share a buffer (borrowed).
 // wireguard-go's Write with the virtio header writes that header there.
 func (w *deviceWriter) headroomFree() bool {
-	if w.vw != nil {
-		return true
-	}
-	td, ok := w.dev.(tun.Device)
-	return !ok || td.BatchSize() <= 1
+	return w.vw != nil || !device.WritesIntoHeadroom(w.dev)
 }
 
 // write hands ps (at most the writer's size) to the device and returns
@@ -244,7 +240,7 @@ func (w *deviceWriter) write(ps []packet) error {
 			w.bufs[i], w.gsos[i] = d.bufs.buf(p.idx)[p.off:p.end], p.gso
 			p.peer = nil
 		}
-		dropped, partial, err := w.vw.write(w.bufs[:n], w.gsos[:n])
+		dropped, partial, err := w.vw.Write(w.bufs[:n], w.gsos[:n])
 		d.bufs.putBatch(w.idx[:owned])
 		if err != nil {
 			return err
@@ -262,7 +258,7 @@ func (w *deviceWriter) write(ps []packet) error {
 		p := &ps[i]
 		// No virtio header to say NEEDS_CSUM: complete a peer's partial
 		// checksum here, as the NIC would have (partial.go).
-		if ip, _, ok := d.tun.innerIP(d.bufs.buf(p.idx), int(p.off), int(p.end)); ok && completePartial(ip) {
+		if ip, _, ok := d.tun.innerIP(d.bufs.buf(p.idx), int(p.off), int(p.end)); ok && device.CompletePartial(ip) {
 			partial++
 		}
 		// Every packet must sit at the same offset for Write, and a

@@ -1,190 +1,48 @@
 package dataplane
 
+// The netlink side of the data plane: the device's link, addresses and
+// routes. (To move into dataplane/netcfg with the path-MTU lookups.)
+
 import (
 	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
-	"syscall"
+	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/device"
 
-	"github.com/songgao/water"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/tun"
-
-	"tunnelplane/dataplane/config"
 )
 
-// Device is the overlay side: a TUN (IP packets) or TAP (Ethernet frames).
-// Its contract is wireguard-go's tun.Device: packets are read into and
-// written from bufs at a fixed offset, leaving headroom in front.
-type Device interface {
-	Read(bufs [][]byte, sizes []int, offset int) (int, error)
-	Write(bufs [][]byte, offset int) (int, error)
-	BatchSize() int
-	Name() (string, error)
-	Close() error
-}
-
-var _ Device = tun.Device(nil)
-
-// tapDevice adapts a water TAP interface (one frame per system call) to
-// the batch contract.
-type tapDevice struct{ ifce *water.Interface }
-
-func (d *tapDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	n, err := d.ifce.Read(bufs[0][offset:])
-	if err != nil {
-		return 0, err
-	}
-	sizes[0] = n
-	return 1, nil
-}
-
-func (d *tapDevice) Write(bufs [][]byte, offset int) (int, error) {
-	var errs error
-	for i, b := range bufs {
-		if _, err := d.ifce.Write(b[offset:]); err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return i, err
-			}
-			errs = errors.Join(errs, err)
-		}
-	}
-	return len(bufs), errs
-}
-
-func (d *tapDevice) BatchSize() int          { return 1 }
-func (d *tapDevice) file() *os.File          { f, _ := d.ifce.ReadWriteCloser.(*os.File); return f }
-func (d *tapDevice) Name() (string, error)   { return d.ifce.Name(), nil }
-func (d *tapDevice) Close() error            { return d.ifce.Close() }
-func (d *tapDevice) File() (*os.File, error) { return nil, errors.ErrUnsupported }
-
-// openDevice creates (or attaches to) the configured device with n queues
-// (IFF_MULTI_QUEUE when n > 1) and brings it up with its addresses and
-// MTU. The returned undo removes what this call added to a device that
-// existed before; a device it created goes away when its queues close.
-func openDevice(cfg *config.Config, n int) ([]Device, func(), error) {
-	name := cfg.Device.Name
-	_, existedErr := netlink.LinkByName(name)
+// openDevice opens the configured device with n queues (device.Open) and
+// brings it up with its addresses and MTU. The returned undo removes what
+// this call added to a device that existed before; a device it created
+// goes away when its queues close.
+func openDevice(cfg *config.Config, n int) ([]device.Device, func(), error) {
+	_, existedErr := netlink.LinkByName(cfg.Device.Name)
 	existed := existedErr == nil
-	var devs []Device
-	fail := func(err error) ([]Device, func(), error) {
+	devs, err := device.Open(device.Config{
+		Name:     cfg.Device.Name,
+		TAP:      cfg.Device.Mode == config.ModeTAP,
+		MTU:      cfg.Device.MTU,
+		Offload:  cfg.Offload != "off",
+		Fallback: cfg.Offload == "auto",
+	}, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	undo, err := configureLink(cfg, existed)
+	if err != nil {
 		for _, d := range devs {
 			d.Close()
 		}
 		return nil, nil, err
 	}
-	offload := cfg.Offload != "off"
-	for range n {
-		switch cfg.Device.Mode {
-		case config.ModeTAP:
-			if offload {
-				td, err := openVnetTAP(name, n > 1)
-				if err == nil {
-					devs = append(devs, td)
-					continue
-				}
-				if cfg.Offload != "auto" || len(devs) > 0 {
-					return fail(fmt.Errorf("create tap %q with offloads: %w", name, err))
-				}
-				slog.Warn("TAP offloads unavailable; running without", "device", name, "err", err)
-				offload = false
-			}
-			ifce, err := water.New(water.Config{DeviceType: water.TAP, PlatformSpecificParams: water.PlatformSpecificParams{Name: name, MultiQueue: n > 1}})
-			if err != nil {
-				return fail(fmt.Errorf("create tap %q: %w", name, err))
-			}
-			devs = append(devs, &tapDevice{ifce: ifce})
-		default:
-			td, err := openTUNQueue(name, cfg.Device.MTU, offload, n > 1)
-			if err != nil && offload && cfg.Offload == "auto" && len(devs) == 0 {
-				// A kernel without IFF_VNET_HDR or TSO on TUN: run without
-				// offloads rather than not at all.
-				slog.Warn("TUN offloads unavailable; running without", "device", name, "err", err)
-				offload = false
-				td, err = openTUNQueue(name, cfg.Device.MTU, false, n > 1)
-			}
-			if err != nil {
-				return fail(fmt.Errorf("create tun %q: %w", name, err))
-			}
-			devs = append(devs, td)
-		}
-	}
-	if n > 1 {
-		l2 := int32(0)
-		if cfg.Device.Mode == config.ModeTAP {
-			l2 = 14
-		}
-		if err := steerQueues(devs[0], l2); err != nil {
-			slog.Warn("multi-queue device without flow steering: a TCP flow may move between queues and be reordered",
-				"device", name, "err", err)
-		}
-	}
-	undo, err := configureLink(cfg, existed)
-	if err != nil {
-		return fail(err)
-	}
 	return devs, undo, nil
-}
-
-// steerQueues attaches the flow-hash steering program (steer_linux.go) to
-// the device that dev is a queue of.
-func steerQueues(dev Device, l2 int32) error {
-	f := deviceFile(dev)
-	if f == nil {
-		return errors.ErrUnsupported
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = setSteering(int(fd), l2) }); err != nil {
-		return err
-	}
-	return serr
-}
-
-// openTUNQueue opens one queue of a TUN device. With offloads it asks for
-// IFF_VNET_HDR, and wireguard-go's tun then turns on TSO/USO and splits and
-// coalesces super-packets; without, every packet is one MTU-sized read.
-func openTUNQueue(name string, mtu int, offload, multi bool) (Device, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
-	if offload {
-		flags |= unix.IFF_VNET_HDR
-	}
-	if multi {
-		flags |= unix.IFF_MULTI_QUEUE
-	}
-	ifr.SetUint16(flags)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("TUNSETIFF: %w", err)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	td, err := tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
-	if err != nil {
-		return nil, err
-	}
-	return wrapVnetTUN(td), nil
 }
 
 // configureLink sets MTU, MAC (TAP), addresses and up through netlink.
@@ -381,52 +239,4 @@ func prefixToIPNet(p netip.Prefix) *net.IPNet {
 		bits = 128
 	}
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}
-}
-
-// deviceFile returns the file of a device queue, or nil.
-func deviceFile(dev Device) *os.File {
-	switch d := dev.(type) {
-	case vnetDevice:
-		f, _, _ := d.vnet()
-		return f
-	case tun.Device:
-		return d.File()
-	case *tapDevice:
-		return d.file()
-	}
-	return nil
-}
-
-// readProbe tells, without blocking, whether a device has a packet queued.
-type readProbe struct {
-	rc    syscall.RawConn
-	fds   [1]unix.PollFd
-	ready bool
-	fn    func(fd uintptr) // allocated once: a closure per call would escape
-}
-
-// newReadProbe returns a probe for dev, or nil when dev has no file to poll.
-func newReadProbe(dev Device) *readProbe {
-	f := deviceFile(dev)
-	if f == nil {
-		return nil
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	p := &readProbe{rc: rc}
-	p.fn = func(fd uintptr) {
-		p.fds[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
-		n, err := unix.Poll(p.fds[:], 0)
-		p.ready = err == nil && n > 0 && p.fds[0].Revents&unix.POLLIN != 0
-	}
-	return p
-}
-
-func (p *readProbe) readable() bool {
-	if p.rc.Control(p.fn) != nil {
-		return false
-	}
-	return p.ready
 }

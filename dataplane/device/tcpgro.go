@@ -1,4 +1,4 @@
-package dataplane
+package device
 
 // TCP coalescing for a TUN device opened with IFF_VNET_HDR (offload: auto).
 //
@@ -35,10 +35,10 @@ import (
 )
 
 const (
-	virtioHdrLen        = 10 // struct virtio_net_hdr, the TUN default
-	virtioNeedsCsum     = 1
-	virtioGSOTCPv4      = 1
-	virtioGSOTCPv6      = 4
+	VirtioHdrLen        = 10 // struct virtio_net_hdr, the TUN default
+	VirtioNeedsCsum     = 1
+	VirtioGSOTCPv4      = 1
+	VirtioGSOTCPv6      = 4
 	tcpFlagACK          = 0x10
 	tcpFlagPSH          = 0x08
 	maxCoalesceSegments = 64
@@ -229,22 +229,22 @@ func coalesceRuns(pkts [][]byte, segs []tcpSeg, ends []int, l2, mtu int, uso boo
 // into those of the super-packet, and fills the virtio header vh for
 // segments of gsoSize payload bytes, whose offsets count l2 bytes of
 // link-layer header in front of head.
-func superHeader(head []byte, h *tcpSeg, pay, gsoSize int, psh bool, l2 int, vh *[virtioHdrLen]byte) {
+func superHeader(head []byte, h *tcpSeg, pay, gsoSize int, psh bool, l2 int, vh *[VirtioHdrLen]byte) {
 	l4Len := h.hl - h.iphl + pay
 	if h.v6 {
 		binary.BigEndian.PutUint16(head[4:], uint16(l4Len))
-		vh[1] = virtioGSOTCPv6
+		vh[1] = VirtioGSOTCPv6
 	} else {
 		binary.BigEndian.PutUint16(head[2:], uint16(h.hl+pay))
 		head[10], head[11] = 0, 0
 		binary.BigEndian.PutUint16(head[10:], encap.IPv4Checksum(head[:20]))
-		vh[1] = virtioGSOTCPv4
+		vh[1] = VirtioGSOTCPv4
 	}
 	t := head[h.iphl:]
 	csumAt := 16 // the TCP checksum
 	if h.udp {
 		binary.BigEndian.PutUint16(t[4:], uint16(l4Len))
-		vh[1], csumAt = virtioGSOUDPL4, 6
+		vh[1], csumAt = VirtioGSOUDPL4, 6
 	} else if psh {
 		t[13] |= tcpFlagPSH
 	}
@@ -252,7 +252,7 @@ func superHeader(head []byte, h *tcpSeg, pay, gsoSize int, psh bool, l2 int, vh 
 	// whole length, and the kernel adds the rest from csum_start
 	// (CHECKSUM_PARTIAL), or adjusts it per segment when it segments.
 	binary.BigEndian.PutUint16(t[csumAt:], encap.Fold(pseudoSum(head, h, l4Len)))
-	vh[0] = virtioNeedsCsum
+	vh[0] = VirtioNeedsCsum
 	binary.LittleEndian.PutUint16(vh[2:], uint16(l2+h.hl))   // hdr_len
 	binary.LittleEndian.PutUint16(vh[4:], uint16(gsoSize))   // gso_size
 	binary.LittleEndian.PutUint16(vh[6:], uint16(l2+h.iphl)) // csum_start

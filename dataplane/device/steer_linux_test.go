@@ -1,4 +1,4 @@
-package dataplane
+package device
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package dataplane
+package device
 
 // Splitting what a TUN device with IFF_VNET_HDR hands over: a virtio
 // header, then one packet, which may be a TSO/USO super-packet of up to
@@ -19,103 +19,106 @@ import (
 	"tunnelplane/encap"
 )
 
+// virtio_net_hdr gso_type values beside VirtioGSOTCPv4/v6 (tcpgro.go).
 const (
-	virtioGSONone   = 0
-	virtioGSOUDPL4  = 5
-	virtioGSOECN    = 0x80
+	VirtioGSONone   = 0
+	VirtioGSOUDPL4  = 5
+	VirtioGSOECN    = 0x80
 	tcpFlagFIN      = 0x01
 	tcpFlagCWR      = 0x80
 	maxSplitHeaders = 60 + 60 // IPv4 with options + TCP with options
 )
 
-// errBadSuper: the device handed over a virtio header and packet that do
+// ErrBadSuper: the device handed over a virtio header and packet that do
 // not agree (counted as bad_inner, never fatal).
-var errBadSuper = errors.New("malformed offload packet from the device")
+var ErrBadSuper = errors.New("malformed offload packet from the device")
 
-// errTooManySegments: a super-packet has more segments than buffers left.
-var errTooManySegments = errors.New("super-packet has more segments than buffers")
+// ErrTooManySegments: a super-packet has more segments than buffers left.
+var ErrTooManySegments = errors.New("super-packet has more segments than buffers")
 
-// virtioHdr is struct virtio_net_hdr (little-endian, the TUN default).
-type virtioHdr struct {
-	flags, gsoType                         uint8
-	hdrLen, gsoSize, csumStart, csumOffset int
+// VirtioHdr is struct virtio_net_hdr (little-endian, the TUN default):
+// what a queue opened with IFF_VNET_HDR puts in front of every packet.
+type VirtioHdr struct {
+	Flags, GSOType                         uint8
+	HdrLen, GSOSize, CsumStart, CsumOffset int
 }
 
-func parseVirtioHdr(b []byte) virtioHdr {
-	return virtioHdr{flags: b[0], gsoType: b[1],
-		hdrLen:     int(binary.LittleEndian.Uint16(b[2:])),
-		gsoSize:    int(binary.LittleEndian.Uint16(b[4:])),
-		csumStart:  int(binary.LittleEndian.Uint16(b[6:])),
-		csumOffset: int(binary.LittleEndian.Uint16(b[8:]))}
+// ParseVirtioHdr reads the VirtioHdrLen bytes at b.
+func ParseVirtioHdr(b []byte) VirtioHdr {
+	return VirtioHdr{Flags: b[0], GSOType: b[1],
+		HdrLen:     int(binary.LittleEndian.Uint16(b[2:])),
+		GSOSize:    int(binary.LittleEndian.Uint16(b[4:])),
+		CsumStart:  int(binary.LittleEndian.Uint16(b[6:])),
+		CsumOffset: int(binary.LittleEndian.Uint16(b[8:]))}
 }
 
-// splitSuper writes the packet in (after its virtio header h) into
+// SplitSuper writes the packet in (after its virtio header h) into
 // bufs[i][offset:], one segment each, and returns the number of packets
 // and their sizes. l2 is the length of the link-layer header in front of
 // the IP header: 0 for TUN, 14 for TAP (whose offsets count from the
 // Ethernet header, and whose Ethernet header every segment repeats).
-func splitSuper(in []byte, h virtioHdr, l2 int, bufs [][]byte, sizes []int, offset int) (int, error) {
-	gso := h.gsoType &^ virtioGSOECN
-	if gso == virtioGSONone {
-		if h.flags&virtioNeedsCsum != 0 {
+func SplitSuper(in []byte, h VirtioHdr, l2 int, bufs [][]byte, sizes []int, offset int) (int, error) {
+	gso := h.GSOType &^ VirtioGSOECN
+	if gso == VirtioGSONone {
+		if h.Flags&VirtioNeedsCsum != 0 {
 			// CHECKSUM_PARTIAL: the field holds the pseudo-header sum;
 			// add the rest from csumStart on.
-			at := h.csumStart + h.csumOffset
-			if h.csumStart >= len(in) || at+2 > len(in) {
-				return 0, errBadSuper
+			at := h.CsumStart + h.CsumOffset
+			if h.CsumStart >= len(in) || at+2 > len(in) {
+				return 0, ErrBadSuper
 			}
-			binary.BigEndian.PutUint16(in[at:], ^encap.Fold(encap.Sum(in[h.csumStart:], 0)))
+			binary.BigEndian.PutUint16(in[at:], ^encap.Fold(encap.Sum(in[h.CsumStart:], 0)))
 		}
 		if len(in) > len(bufs[0])-offset {
-			return 0, errBadSuper
+			return 0, ErrBadSuper
 		}
 		sizes[0] = copy(bufs[0][offset:], in)
 		return 1, nil
 	}
 	if len(in) < l2+20 {
-		return 0, errBadSuper
+		return 0, ErrBadSuper
 	}
 	ip := in[l2:]
 	v6 := ip[0]>>4 == 6
-	iphl := h.csumStart - l2 // the transport header starts where the checksum does
+	iphl := h.CsumStart - l2 // the transport header starts where the checksum does
 	switch {
-	case ip[0]>>4 == 4 && (gso == virtioGSOTCPv4 || gso == virtioGSOUDPL4):
+	case ip[0]>>4 == 4 && (gso == VirtioGSOTCPv4 || gso == VirtioGSOUDPL4):
 		if iphl < 20 || iphl != int(ip[0]&0xf)*4 {
-			return 0, errBadSuper
+			return 0, ErrBadSuper
 		}
-	case v6 && (gso == virtioGSOTCPv6 || gso == virtioGSOUDPL4):
+	case v6 && (gso == VirtioGSOTCPv6 || gso == VirtioGSOUDPL4):
 		if iphl < 40 {
-			return 0, errBadSuper
+			return 0, ErrBadSuper
 		}
 	default:
-		return 0, errBadSuper
+		return 0, ErrBadSuper
 	}
-	udp := gso == virtioGSOUDPL4
+	udp := gso == VirtioGSOUDPL4
 	// The kernel's hdr_len can cover the whole first packet on the forward
 	// path; the transport header says where the payload starts.
 	hl := iphl + 8 // IP and transport headers
 	if !udp {
 		if len(ip) < iphl+20 {
-			return 0, errBadSuper
+			return 0, ErrBadSuper
 		}
 		hl = iphl + int(ip[iphl+12]>>4)*4
 		if hl < iphl+20 {
-			return 0, errBadSuper
+			return 0, ErrBadSuper
 		}
 	}
-	if hl > len(ip) || hl > maxSplitHeaders || h.gsoSize <= 0 {
-		return 0, errBadSuper
+	if hl > len(ip) || hl > maxSplitHeaders || h.GSOSize <= 0 {
+		return 0, ErrBadSuper
 	}
 	payload := ip[hl:]
-	n := (len(payload) + h.gsoSize - 1) / h.gsoSize
+	n := (len(payload) + h.GSOSize - 1) / h.GSOSize
 	if n == 0 {
 		n = 1
 	}
 	if n > len(bufs) {
-		return 0, errTooManySegments
+		return 0, ErrTooManySegments
 	}
-	if l2+hl+min(h.gsoSize, len(payload)) > len(bufs[0])-offset {
-		return 0, errBadSuper
+	if l2+hl+min(h.GSOSize, len(payload)) > len(bufs[0])-offset {
+		return 0, ErrBadSuper
 	}
 	var src, dst [16]byte
 	addrLen := 4
@@ -151,7 +154,7 @@ func splitSuper(in []byte, h virtioHdr, l2 int, bufs [][]byte, sizes []int, offs
 		flags = ip[iphl+13]
 	}
 	for i := range n {
-		chunk := payload[i*h.gsoSize : min((i+1)*h.gsoSize, len(payload))]
+		chunk := payload[i*h.GSOSize : min((i+1)*h.GSOSize, len(payload))]
 		b := bufs[i][offset:]
 		copy(b, in[:l2+hl])
 		copy(b[l2+hl:], chunk)
@@ -173,7 +176,7 @@ func splitSuper(in []byte, h virtioHdr, l2 int, bufs [][]byte, sizes []int, offs
 			binary.BigEndian.PutUint16(t[4:], uint16(l4len))
 			csumAt = 6
 		} else {
-			binary.BigEndian.PutUint32(t[4:], seq+uint32(i*h.gsoSize))
+			binary.BigEndian.PutUint32(t[4:], seq+uint32(i*h.GSOSize))
 			f := flags
 			if i > 0 {
 				f &^= tcpFlagCWR // CWR goes out once, on the first segment

@@ -1,4 +1,4 @@
-package dataplane
+package device
 
 import (
 	"os"
@@ -8,11 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// vnetWriter writes batches of inner packets to a TUN queue opened with
+// GatherWriter writes batches of inner packets to a TUN queue opened with
 // IFF_VNET_HDR, coalescing TCP runs (tcpgro.go) and gathering every packet
 // with writev straight from where decap left it: no headroom is touched,
 // so packets may share a buffer (the segments of one UDP GRO read).
-type vnetWriter struct {
+type GatherWriter struct {
 	rc   syscall.RawConn
 	l2   int  // link-layer header in front of each packet (TAP: 14)
 	mtu  int  // the device MTU: longer packets are super-packets (partial.go)
@@ -20,8 +20,8 @@ type vnetWriter struct {
 	segs []tcpSeg
 	ends []int
 	iovs []unix.Iovec
-	vh   [virtioHdrLen]byte // the current super-packet's header
-	zero [virtioHdrLen]byte // a plain packet: no GSO, checksum complete
+	vh   [VirtioHdrLen]byte // the current super-packet's header
+	zero [VirtioHdrLen]byte // a plain packet: no GSO, checksum complete
 
 	// The batch being written, kept here for fn, which is allocated once
 	// (a closure per call would escape).
@@ -33,14 +33,14 @@ type vnetWriter struct {
 	fn      func(fd uintptr) bool
 }
 
-// newVnetWriter returns a writer for dev when it is a device queue with
+// NewGatherWriter returns a writer for dev when it is a device queue with
 // the virtio header (vnet_linux.go), or nil.
-func newVnetWriter(dev Device, size, mtu int) *vnetWriter {
-	vd, ok := dev.(vnetDevice)
+func NewGatherWriter(dev Device, size, mtu int) *GatherWriter {
+	vd, ok := dev.(Vnet)
 	if !ok {
 		return nil
 	}
-	f, l2, uso := vd.vnet()
+	f, l2, uso := vd.Vnet()
 	if f == nil {
 		return nil
 	}
@@ -48,18 +48,18 @@ func newVnetWriter(dev Device, size, mtu int) *vnetWriter {
 	if err != nil {
 		return nil
 	}
-	w := &vnetWriter{rc: rc, l2: l2, mtu: mtu, uso: uso, segs: make([]tcpSeg, size), ends: make([]int, 0, size),
+	w := &GatherWriter{rc: rc, l2: l2, mtu: mtu, uso: uso, segs: make([]tcpSeg, size), ends: make([]int, 0, size),
 		iovs: make([]unix.Iovec, 0, maxCoalesceSegments+1)}
 	w.fn = w.writeRuns
 	return w
 }
 
-// write writes pkts (at most the size given to newVnetWriter) and returns
+// Write writes pkts (at most the size given to NewGatherWriter) and returns
 // how many the kernel refused and how many had a partial checksum. gsos[i]
 // > 0 marks pkts[i] as a super-packet to write with a GSO header for
 // segments of that size (partial.go). The error is only ever a closed
 // device.
-func (w *vnetWriter) write(pkts [][]byte, gsos []uint16) (dropped, partial int, err error) {
+func (w *GatherWriter) Write(pkts [][]byte, gsos []uint16) (dropped, partial int, err error) {
 	w.gsos = gsos
 	w.ends = coalesceRuns(pkts, w.segs, w.ends, w.l2, w.mtu, w.uso)
 	for i := range pkts {
@@ -78,7 +78,7 @@ func (w *vnetWriter) write(pkts [][]byte, gsos []uint16) (dropped, partial int, 
 
 // writeRuns is the RawConn callback: it writes the runs from w.next on,
 // and returns false to wait for room when the queue is full.
-func (w *vnetWriter) writeRuns(fd uintptr) bool {
+func (w *GatherWriter) writeRuns(fd uintptr) bool {
 	start := 0
 	if w.next > 0 {
 		start = w.ends[w.next-1]

@@ -1,94 +1,39 @@
-package dataplane
+package device
 
 import (
 	"bytes"
 	"encoding/binary"
-	"net"
-	"net/netip"
 	"testing"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"tunnelplane/dataplane/device/devicetest"
 	"tunnelplane/encap"
+	"tunnelplane/ring"
 )
 
-// superPacket builds what a TUN device with offloads hands over for a
-// TCP (or UDP) send of pay bytes: one packet with lengths for the whole,
-// the checksum field holding the pseudo-header sum, and its virtio header.
-func superPacket(t testing.TB, v6, udp bool, pay, mss int, flags uint8) ([]byte, virtioHdr, []byte) {
+// superPacket is devicetest.SuperPacket with the virtio header a TUN
+// device with offloads puts in front of it (segments of mss).
+func superPacket(t testing.TB, v6, udp bool, pay, mss int, flags uint8) ([]byte, VirtioHdr, []byte) {
 	t.Helper()
-	payload := make([]byte, pay)
-	for i := range payload {
-		payload[i] = byte(i*7 + i>>9)
-	}
-	var ipl gopacket.SerializableLayer
-	var nl gopacket.NetworkLayer
-	if v6 {
-		ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolTCP, HopLimit: 64,
-			SrcIP: net.ParseIP("fd00:200::1"), DstIP: net.ParseIP("fd00:200::2")}
-		if udp {
-			ip.NextHeader = layers.IPProtocolUDP
-		}
-		ipl, nl = ip, ip
-	} else {
-		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: 100, Flags: layers.IPv4DontFragment, Protocol: layers.IPProtocolTCP,
-			SrcIP: net.IP{10, 200, 0, 1}, DstIP: net.IP{10, 200, 0, 2}}
-		if udp {
-			ip.Protocol = layers.IPProtocolUDP
-		}
-		ipl, nl = ip, ip
-	}
-	var l4 gopacket.SerializableLayer
-	if udp {
-		u := &layers.UDP{SrcPort: 4000, DstPort: 5000}
-		u.SetNetworkLayerForChecksum(nl)
-		l4 = u
-	} else {
-		tcp := &layers.TCP{SrcPort: 40000, DstPort: 5201, Seq: 1 << 31, Ack: 9, Window: 100,
-			ACK: flags&tcpFlagACK != 0, PSH: flags&tcpFlagPSH != 0, FIN: flags&tcpFlagFIN != 0, CWR: flags&tcpFlagCWR != 0,
-			Options: []layers.TCPOption{{OptionType: layers.TCPOptionKindNop}, {OptionType: layers.TCPOptionKindNop},
-				{OptionType: layers.TCPOptionKindTimestamps, OptionLength: 10, OptionData: make([]byte, 8)}}}
-		tcp.SetNetworkLayerForChecksum(nl)
-		l4 = tcp
-	}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, ipl, l4, gopacket.Payload(payload)); err != nil {
-		t.Fatal(err)
-	}
-	p := append([]byte(nil), buf.Bytes()...)
+	p, payload := devicetest.SuperPacket(t, v6, udp, pay, flags)
 	iphl := 20
 	if v6 {
 		iphl = 40
 	}
-	h := virtioHdr{flags: virtioNeedsCsum, gsoType: virtioGSOTCPv4, csumStart: iphl, csumOffset: 16, gsoSize: mss}
+	h := VirtioHdr{Flags: VirtioNeedsCsum, GSOType: VirtioGSOTCPv4, CsumStart: iphl, CsumOffset: 16, GSOSize: mss}
 	switch {
 	case udp:
-		h.gsoType, h.csumOffset = virtioGSOUDPL4, 6
+		h.GSOType, h.CsumOffset = VirtioGSOUDPL4, 6
 	case v6:
-		h.gsoType = virtioGSOTCPv6
+		h.GSOType = VirtioGSOTCPv6
 	}
-	proto := encap.ProtoTCP
-	if udp {
-		proto = encap.ProtoUDP
-	}
-	acc := encap.PseudoHeaderSum(netipOf(p, v6, true), netipOf(p, v6, false), uint8(proto), len(p)-iphl)
-	binary.BigEndian.PutUint16(p[iphl+h.csumOffset:], encap.Fold(acc))
 	return p, h, payload
 }
 
-// netipOf returns the source (src) or destination address of packet p.
-func netipOf(p []byte, v6, src bool) netip.Addr {
-	switch {
-	case v6 && src:
-		return netip.AddrFrom16([16]byte(p[8:24]))
-	case v6:
-		return netip.AddrFrom16([16]byte(p[24:40]))
-	case src:
-		return netip.AddrFrom4([4]byte(p[12:16]))
-	}
-	return netip.AddrFrom4([4]byte(p[16:20]))
-}
+// headroom is the data plane's: where reads and splits put a packet.
+const headroom = ring.Headroom
 
 func TestSplitSuper(t *testing.T) {
 	for _, tc := range []struct {
@@ -109,10 +54,10 @@ func TestSplitSuper(t *testing.T) {
 			in, h, payload := superPacket(t, tc.v6, tc.udp, tc.pay, tc.mss, tc.flags)
 			bufs := make([][]byte, 64)
 			for i := range bufs {
-				bufs[i] = make([]byte, Headroom+1500)
+				bufs[i] = make([]byte, headroom+1500)
 			}
 			sizes := make([]int, 64)
-			n, err := splitSuper(in, h, 0, bufs, sizes, Headroom)
+			n, err := SplitSuper(in, h, 0, bufs, sizes, headroom)
 			if err != nil || n != tc.wantSegments {
 				t.Fatalf("split: %d segments, %v; want %d", n, err, tc.wantSegments)
 			}
@@ -122,7 +67,7 @@ func TestSplitSuper(t *testing.T) {
 				first = layers.LayerTypeIPv6
 			}
 			for i := range n {
-				seg := bufs[i][Headroom : Headroom+sizes[i]]
+				seg := bufs[i][headroom : headroom+sizes[i]]
 				pk := gopacket.NewPacket(seg, first, gopacket.Default)
 				if el := pk.ErrorLayer(); el != nil {
 					t.Fatalf("segment %d: %v", i, el.Error())
@@ -139,7 +84,7 @@ func TestSplitSuper(t *testing.T) {
 						t.Fatalf("segment %d: length %d of %d, id %d, header checksum ok %v", i, ip.Length, len(seg), ip.Id, encap.IPv4Checksum(seg[:20]) == 0)
 					}
 				}
-				sum := encap.Fold(encap.Sum(seg[iphl:], encap.PseudoHeaderSum(netipOf(seg, tc.v6, true), netipOf(seg, tc.v6, false),
+				sum := encap.Fold(encap.Sum(seg[iphl:], encap.PseudoHeaderSum(devicetest.Addr(seg, tc.v6, true), devicetest.Addr(seg, tc.v6, false),
 					map[bool]uint8{true: encap.ProtoUDP, false: encap.ProtoTCP}[tc.udp], len(seg)-iphl)))
 				if sum != 0xffff {
 					t.Fatalf("segment %d: transport checksum does not verify", i)
@@ -178,12 +123,12 @@ func TestSplitSuper(t *testing.T) {
 
 func TestSplitSuperSingleNeedsCsum(t *testing.T) {
 	in, h, _ := superPacket(t, false, false, 300, 1400, tcpFlagACK)
-	h.gsoType = virtioGSONone
-	bufs, sizes := [][]byte{make([]byte, Headroom+1500)}, []int{0}
-	if n, err := splitSuper(in, h, 0, bufs, sizes, Headroom); n != 1 || err != nil {
+	h.GSOType = VirtioGSONone
+	bufs, sizes := [][]byte{make([]byte, headroom+1500)}, []int{0}
+	if n, err := SplitSuper(in, h, 0, bufs, sizes, headroom); n != 1 || err != nil {
 		t.Fatalf("%d, %v", n, err)
 	}
-	seg := bufs[0][Headroom : Headroom+sizes[0]]
+	seg := bufs[0][headroom : headroom+sizes[0]]
 	s := parseSeg(seg, false)
 	if !tcpChecksumOK(seg, &s) {
 		t.Fatal("completed checksum does not verify")
@@ -194,25 +139,25 @@ func TestSplitSuperRejects(t *testing.T) {
 	in, h, _ := superPacket(t, false, false, 10000, 1400, tcpFlagACK)
 	bufs := make([][]byte, 4)
 	for i := range bufs {
-		bufs[i] = make([]byte, Headroom+1500)
+		bufs[i] = make([]byte, headroom+1500)
 	}
 	sizes := make([]int, 4)
-	if _, err := splitSuper(in, h, 0, bufs, sizes, Headroom); err != errTooManySegments {
+	if _, err := SplitSuper(in, h, 0, bufs, sizes, headroom); err != ErrTooManySegments {
 		t.Fatalf("8 segments into 4 buffers: %v", err)
 	}
 	bad := h
-	bad.csumStart = 24 // not the IPv4 header length
-	if _, err := splitSuper(in, bad, 0, bufs, sizes, Headroom); err != errBadSuper {
+	bad.CsumStart = 24 // not the IPv4 header length
+	if _, err := SplitSuper(in, bad, 0, bufs, sizes, headroom); err != ErrBadSuper {
 		t.Fatalf("csum_start 24: %v", err)
 	}
 	bad = h
-	bad.gsoType = virtioGSOTCPv6 // IPv4 packet
-	if _, err := splitSuper(in, bad, 0, bufs, sizes, Headroom); err != errBadSuper {
+	bad.GSOType = VirtioGSOTCPv6 // IPv4 packet
+	if _, err := SplitSuper(in, bad, 0, bufs, sizes, headroom); err != ErrBadSuper {
 		t.Fatalf("v6 GSO on IPv4: %v", err)
 	}
 	bad = h
-	bad.gsoSize = 0
-	if _, err := splitSuper(in, bad, 0, bufs, sizes, Headroom); err != errBadSuper {
+	bad.GSOSize = 0
+	if _, err := SplitSuper(in, bad, 0, bufs, sizes, headroom); err != ErrBadSuper {
 		t.Fatalf("gso_size 0: %v", err)
 	}
 }
@@ -221,11 +166,11 @@ func TestSplitSuperAllocatesNothing(t *testing.T) {
 	in, h, _ := superPacket(t, false, false, 60000, 1400, tcpFlagACK)
 	bufs := make([][]byte, 64)
 	for i := range bufs {
-		bufs[i] = make([]byte, Headroom+1500)
+		bufs[i] = make([]byte, headroom+1500)
 	}
 	sizes := make([]int, 64)
-	if a := testing.AllocsPerRun(50, func() { splitSuper(in, h, 0, bufs, sizes, Headroom) }); a != 0 {
-		t.Fatalf("splitSuper allocates %.1f", a)
+	if a := testing.AllocsPerRun(50, func() { SplitSuper(in, h, 0, bufs, sizes, headroom) }); a != 0 {
+		t.Fatalf("SplitSuper allocates %.1f", a)
 	}
 }
 
@@ -233,12 +178,12 @@ func BenchmarkSplitSuper(b *testing.B) {
 	in, h, _ := superPacket(b, false, false, 64000, 1400, tcpFlagACK)
 	bufs := make([][]byte, 64)
 	for i := range bufs {
-		bufs[i] = make([]byte, Headroom+1500)
+		bufs[i] = make([]byte, headroom+1500)
 	}
 	sizes := make([]int, 64)
 	b.SetBytes(int64(len(in)))
 	for b.Loop() {
-		splitSuper(in, h, 0, bufs, sizes, Headroom)
+		SplitSuper(in, h, 0, bufs, sizes, headroom)
 	}
 }
 
@@ -246,35 +191,35 @@ func BenchmarkSplitSuper(b *testing.B) {
 // segment past its buffer.
 func FuzzSplitSuper(f *testing.F) {
 	in, h, _ := superPacket(f, false, false, 3000, 1400, tcpFlagACK)
-	vh := make([]byte, virtioHdrLen)
-	vh[0], vh[1] = h.flags, h.gsoType
-	binary.LittleEndian.PutUint16(vh[4:], uint16(h.gsoSize))
-	binary.LittleEndian.PutUint16(vh[6:], uint16(h.csumStart))
-	binary.LittleEndian.PutUint16(vh[8:], uint16(h.csumOffset))
+	vh := make([]byte, VirtioHdrLen)
+	vh[0], vh[1] = h.Flags, h.GSOType
+	binary.LittleEndian.PutUint16(vh[4:], uint16(h.GSOSize))
+	binary.LittleEndian.PutUint16(vh[6:], uint16(h.CsumStart))
+	binary.LittleEndian.PutUint16(vh[8:], uint16(h.CsumOffset))
 	f.Add(append(vh, in...))
 	in6, h6, _ := superPacket(f, true, true, 2500, 1200, 0)
-	vh6 := make([]byte, virtioHdrLen)
-	vh6[0], vh6[1] = h6.flags, h6.gsoType
-	binary.LittleEndian.PutUint16(vh6[4:], uint16(h6.gsoSize))
-	binary.LittleEndian.PutUint16(vh6[6:], uint16(h6.csumStart))
-	binary.LittleEndian.PutUint16(vh6[8:], uint16(h6.csumOffset))
+	vh6 := make([]byte, VirtioHdrLen)
+	vh6[0], vh6[1] = h6.Flags, h6.GSOType
+	binary.LittleEndian.PutUint16(vh6[4:], uint16(h6.GSOSize))
+	binary.LittleEndian.PutUint16(vh6[6:], uint16(h6.CsumStart))
+	binary.LittleEndian.PutUint16(vh6[8:], uint16(h6.CsumOffset))
 	f.Add(append(vh6, in6...))
 	bufs := make([][]byte, 16)
 	for i := range bufs {
-		bufs[i] = make([]byte, Headroom+1500)
+		bufs[i] = make([]byte, headroom+1500)
 	}
 	sizes := make([]int, 16)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) < virtioHdrLen {
+		if len(data) < VirtioHdrLen {
 			return
 		}
 		l2 := 14 * int(data[0]&0x40>>6) // TUN or TAP, from a bit of the flags byte
-		n, err := splitSuper(data[virtioHdrLen:], parseVirtioHdr(data), l2, bufs, sizes, Headroom)
+		n, err := SplitSuper(data[VirtioHdrLen:], ParseVirtioHdr(data), l2, bufs, sizes, headroom)
 		if err != nil && n != 0 {
 			t.Fatalf("error %v with %d segments", err, n)
 		}
 		for i := range n {
-			if sizes[i] > len(bufs[i])-Headroom || sizes[i] < 0 {
+			if sizes[i] > len(bufs[i])-headroom || sizes[i] < 0 {
 				t.Fatalf("segment %d of %d bytes", i, sizes[i])
 			}
 		}
@@ -289,20 +234,20 @@ func TestVnetTAPFrames(t *testing.T) {
 	eth := []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00}
 	in, h, payload := superPacket(t, false, false, 4000, 1400, tcpFlagACK|tcpFlagPSH)
 	frame := append(append([]byte(nil), eth...), in...)
-	h.csumStart += 14
+	h.CsumStart += 14
 	bufs := make([][]byte, 8)
 	for i := range bufs {
-		bufs[i] = make([]byte, Headroom+1514)
+		bufs[i] = make([]byte, headroom+1514)
 	}
 	sizes := make([]int, 8)
-	n, err := splitSuper(frame, h, 14, bufs, sizes, Headroom)
+	n, err := SplitSuper(frame, h, 14, bufs, sizes, headroom)
 	if err != nil || n != 3 {
 		t.Fatalf("split: %d, %v", n, err)
 	}
 	var frames [][]byte
 	var got []byte
 	for i := range n {
-		f := bufs[i][Headroom : Headroom+sizes[i]]
+		f := bufs[i][headroom : headroom+sizes[i]]
 		if !bytes.Equal(f[:14], eth) {
 			t.Fatalf("segment %d: Ethernet header % x", i, f[:14])
 		}
@@ -324,7 +269,7 @@ func TestVnetTAPFrames(t *testing.T) {
 	if ends := coalesceRuns(frames, segs, nil, 14, 65535, false); !equalInts(ends, []int{3}) {
 		t.Fatalf("runs %v, want [3]", ends)
 	}
-	var vh [virtioHdrLen]byte
+	var vh [VirtioHdrLen]byte
 	superHeader(frames[0][14:], &segs[0], 4000, segs[0].pay, true, 14, &vh)
 	if binary.LittleEndian.Uint16(vh[6:]) != 14+20 || binary.LittleEndian.Uint16(vh[2:]) != uint16(14+segs[0].hl) {
 		t.Fatalf("virtio header % x", vh)

@@ -1,4 +1,4 @@
-package dataplane
+package device
 
 import (
 	"fmt"
@@ -19,17 +19,9 @@ import (
 // itself, ICMP errors), Name and Close. TAP queues tunneld opens itself:
 // water, the TAP library for the offload-free path, has no virtio header.
 
-// vnetDevice is a device queue with the virtio header: its file, the
-// link-layer header length in front of the IP header (TUN 0, TAP 14), and
-// whether it takes UDP segmentation offload (writes of USO super-packets).
-type vnetDevice interface {
-	Device
-	vnet() (f *os.File, l2 int, uso bool)
-}
-
 var (
-	_ vnetDevice = (*vnetTUN)(nil)
-	_ vnetDevice = (*vnetTAP)(nil)
+	_ Vnet = (*vnetTUN)(nil)
+	_ Vnet = (*vnetTAP)(nil)
 )
 
 // vnetReader reads one packet per system call and splits it.
@@ -50,7 +42,7 @@ func newVnetReader(f *os.File, l2 int) (*vnetReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &vnetReader{rc: rc, l2: l2, scratch: make([]byte, virtioHdrLen+65535+l2)}
+	r := &vnetReader{rc: rc, l2: l2, scratch: make([]byte, VirtioHdrLen+65535+l2)}
 	r.fn = func(fd uintptr) bool {
 		n, _, errno := unix.Syscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.scratch[0])), uintptr(len(r.scratch)))
 		if errno == unix.EAGAIN {
@@ -79,10 +71,10 @@ func (r *vnetReader) read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		default:
 			return 0, r.errno
 		}
-		if r.n < virtioHdrLen {
-			return 0, errBadSuper
+		if r.n < VirtioHdrLen {
+			return 0, ErrBadSuper
 		}
-		return splitSuper(r.scratch[virtioHdrLen:r.n], parseVirtioHdr(r.scratch), r.l2, bufs, sizes, offset)
+		return SplitSuper(r.scratch[VirtioHdrLen:r.n], ParseVirtioHdr(r.scratch), r.l2, bufs, sizes, offset)
 	}
 }
 
@@ -122,7 +114,7 @@ func (t *vnetTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return t.r.read(bufs, sizes, offset)
 }
 
-func (t *vnetTUN) vnet() (*os.File, int, bool) { return t.Device.File(), 0, t.uso }
+func (t *vnetTUN) Vnet() (*os.File, int, bool) { return t.Device.File(), 0, t.uso }
 
 // vnetTAP is a TAP queue opened with the virtio header and TSO/USO.
 type vnetTAP struct {
@@ -130,7 +122,7 @@ type vnetTAP struct {
 	uso  bool
 	name string
 	r    *vnetReader
-	hdr  [virtioHdrLen]byte // zero: a complete packet, no offload
+	hdr  [VirtioHdrLen]byte // zero: a complete packet, no offload
 	iovs [2]unix.Iovec
 }
 
@@ -178,7 +170,7 @@ func (t *vnetTAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 }
 
 // Write writes each frame as it is (the data path writes through
-// vnetWriter; this serves the frames tunneld makes itself).
+// GatherWriter; this serves the frames tunneld makes itself).
 func (t *vnetTAP) Write(bufs [][]byte, offset int) (int, error) {
 	for i, b := range bufs {
 		b = b[offset:]
@@ -188,7 +180,7 @@ func (t *vnetTAP) Write(bufs [][]byte, offset int) (int, error) {
 		var errno syscall.Errno
 		err := t.r.rc.Write(func(fd uintptr) bool {
 			t.iovs[0] = unix.Iovec{Base: &t.hdr[0]}
-			t.iovs[0].SetLen(virtioHdrLen)
+			t.iovs[0].SetLen(VirtioHdrLen)
 			t.iovs[1] = unix.Iovec{Base: &b[0]}
 			t.iovs[1].SetLen(len(b))
 			_, _, errno = unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&t.iovs[0])), 2)
@@ -207,4 +199,4 @@ func (t *vnetTAP) Write(bufs [][]byte, offset int) (int, error) {
 func (t *vnetTAP) BatchSize() int              { return 128 }
 func (t *vnetTAP) Name() (string, error)       { return t.name, nil }
 func (t *vnetTAP) Close() error                { return t.f.Close() }
-func (t *vnetTAP) vnet() (*os.File, int, bool) { return t.f, 14, t.uso }
+func (t *vnetTAP) Vnet() (*os.File, int, bool) { return t.f, 14, t.uso }

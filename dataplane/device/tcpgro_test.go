@@ -1,4 +1,4 @@
-package dataplane
+package device
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"tunnelplane/dataplane/device/devicetest"
 	"tunnelplane/encap"
 )
 
@@ -39,7 +40,7 @@ func buildSeg(t testing.TB, o segOpt) []byte {
 	}
 	ipl, nl := innerIPLayer(o.v6, layers.IPProtocolTCP, o.tos, uint16(o.seq), true)
 	tcp.SetNetworkLayerForChecksum(nl)
-	b := serialize(t, ipl, tcp, gopacket.Payload(payload))
+	b := devicetest.Serialize(t, ipl, tcp, gopacket.Payload(payload))
 	if o.badSum {
 		b[len(b)-1] ^= 0xff
 	}
@@ -60,16 +61,6 @@ func innerIPLayer(v6 bool, proto layers.IPProtocol, tos uint8, id uint16, df boo
 		ip.Flags = layers.IPv4DontFragment
 	}
 	return ip, ip
-}
-
-// serialize builds a packet from layers with lengths and checksums filled.
-func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
-	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
 }
 
 func runsOf(pkts [][]byte) []int {
@@ -160,7 +151,7 @@ func TestSuperPacket(t *testing.T) {
 		if ends := coalesceRuns(pkts, segs, nil, 0, 65535, false); !equalInts(ends, []int{n}) {
 			t.Fatalf("v6=%v: runs %v", v6, ends)
 		}
-		var vh [virtioHdrLen]byte
+		var vh [VirtioHdrLen]byte
 		pay := 0
 		for _, s := range segs {
 			pay += s.pay
@@ -171,11 +162,11 @@ func TestSuperPacket(t *testing.T) {
 			sp = append(sp, pkts[i][segs[i].hl:]...)
 		}
 		h := segs[0]
-		wantType := uint8(virtioGSOTCPv4)
+		wantType := uint8(VirtioGSOTCPv4)
 		if v6 {
-			wantType = virtioGSOTCPv6
+			wantType = VirtioGSOTCPv6
 		}
-		if vh[0] != virtioNeedsCsum || vh[1] != wantType || binary.LittleEndian.Uint16(vh[2:]) != uint16(h.hl) ||
+		if vh[0] != VirtioNeedsCsum || vh[1] != wantType || binary.LittleEndian.Uint16(vh[2:]) != uint16(h.hl) ||
 			binary.LittleEndian.Uint16(vh[4:]) != mss || binary.LittleEndian.Uint16(vh[6:]) != uint16(h.iphl) ||
 			binary.LittleEndian.Uint16(vh[8:]) != 16 {
 			t.Fatalf("v6=%v: virtio header % x", v6, vh)
@@ -288,7 +279,7 @@ func FuzzCoalesce(f *testing.F) {
 				if segs[start].hl+pay > maxCoalesceBytes {
 					t.Fatalf("run of %d bytes", segs[start].hl+pay)
 				}
-				var vh [virtioHdrLen]byte
+				var vh [VirtioHdrLen]byte
 				superHeader(pkts[start], &segs[start], pay, segs[start].pay, false, 0, &vh)
 			} else if s := &segs[start]; s.partial && !checksumPartial(pkts[start], s) {
 				t.Fatalf("packet %d marked partial, checksum is not", start)
@@ -310,7 +301,7 @@ func buildUDP(t testing.TB, v6 bool, sport uint16, pay int, zeroSum bool) []byte
 	u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: 4500}
 	ipl, nl := innerIPLayer(v6, layers.IPProtocolUDP, 0, 0, false)
 	u.SetNetworkLayerForChecksum(nl)
-	b := serialize(t, ipl, u, gopacket.Payload(payload))
+	b := devicetest.Serialize(t, ipl, u, gopacket.Payload(payload))
 	if zeroSum {
 		iphl := 20
 		if v6 {
@@ -352,14 +343,14 @@ func TestCoalesceUDP(t *testing.T) {
 		// The super-packet: lengths, and a checksum that completes.
 		segs = make([]tcpSeg, 6)
 		coalesceRuns(pkts[:6], segs, nil, 0, 65535, true)
-		var vh [virtioHdrLen]byte
+		var vh [VirtioHdrLen]byte
 		pay := 0
 		for _, s := range segs {
 			pay += s.pay
 		}
 		superHeader(pkts[0], &segs[0], pay, segs[0].pay, false, 0, &vh)
 		h := segs[0]
-		if vh[1] != virtioGSOUDPL4 || binary.LittleEndian.Uint16(vh[8:]) != 6 || binary.LittleEndian.Uint16(vh[4:]) != 1200 {
+		if vh[1] != VirtioGSOUDPL4 || binary.LittleEndian.Uint16(vh[8:]) != 6 || binary.LittleEndian.Uint16(vh[4:]) != 1200 {
 			t.Fatalf("v6=%v: virtio header % x", v6, vh)
 		}
 		sp := append([]byte(nil), pkts[0]...)
