@@ -24,39 +24,46 @@ func TestBackendAuto(t *testing.T) {
 		{"vxlan", "  type: vxlan\n  vni: 42\n", "vxlan", "kernel", true},
 		{"ipip", "  type: ipip\n", "tuntap", "userspace", false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := topo.NewPair(t, topo.PairOptions{})
-			la, lb := p.AddrA.Addr(), p.AddrB.Addr()
-			oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
-			macA, macB := "", ""
-			if tc.macs {
-				macA, macB = "02:00:00:00:01:01", "02:00:00:00:02:02"
-			}
-			cfgA := tunneldConfig("tun", tc.encap, "backend: auto\n", la, lb, oa, ob, macA, macB)
-			cfgA = strings.Replace(cfgA, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
-			d := startTunneld(t, p.A, "tp0", cfgA)
-			startTunneld(t, p.B, "tp0", tunneldConfig("tun", tc.encap, "", lb, la, ob, oa, macB, macA))
-			link, err := p.A.Handle().LinkByName("tp0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if link.Type() != tc.wantKind {
-				t.Errorf("tp0 is a %q link, want %q", link.Type(), tc.wantKind)
-			}
-			ping(t, p.A, ob.Addr())
-			ping(t, p.B, oa.Addr())
-			if v := metricValue(t, scrape(t, p.A), "tunneld_backend_info", `backend="`+tc.wantBackend+`"`); v != 1 {
-				t.Errorf("backend_info{backend=%q} = %v", tc.wantBackend, v)
-			}
-			if !strings.Contains(d.log.String(), "backend="+tc.wantBackend) {
-				t.Errorf("log does not name the chosen backend %q", tc.wantBackend)
-			}
-			// The kernel link goes away with tunneld.
-			d.stop(t)
-			if _, err := p.A.Handle().LinkByName("tp0"); err == nil {
-				t.Errorf("tp0 still exists after tunneld stopped")
-			}
-		})
+		for _, veth := range []bool{true, false} {
+			t.Run(tc.name+"/veth-offloads-"+onOff(veth), func(t *testing.T) {
+				p := topo.NewPair(t, topo.PairOptions{Offloads: veth})
+				topo.NoChecksumErrors(t, p.A, p.B)
+				la, lb := p.AddrA.Addr(), p.AddrB.Addr()
+				oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
+				macA, macB := "", ""
+				if tc.macs {
+					macA, macB = "02:00:00:00:01:01", "02:00:00:00:02:02"
+				}
+				cfgA := tunneldConfig("tun", tc.encap, "backend: auto\n", la, lb, oa, ob, macA, macB)
+				cfgA = strings.Replace(cfgA, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+				d := startTunneld(t, p.A, "tp0", cfgA)
+				startTunneld(t, p.B, "tp0", tunneldConfig("tun", tc.encap, "", lb, la, ob, oa, macB, macA))
+				link, err := p.A.Handle().LinkByName("tp0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if link.Type() != tc.wantKind {
+					t.Errorf("tp0 is a %q link, want %q", link.Type(), tc.wantKind)
+				}
+				ping(t, p.A, ob.Addr())
+				ping(t, p.B, oa.Addr())
+				// With the kernel backend on A, B's userspace tunneld talks to
+				// the kernel's vxlan: TCP both ways, in both veth settings.
+				tcpTransfer(t, p.A, p.B, ob.Addr(), 4<<20)
+				tcpTransfer(t, p.B, p.A, oa.Addr(), 4<<20)
+				if v := metricValue(t, scrape(t, p.A), "tunneld_backend_info", `backend="`+tc.wantBackend+`"`); v != 1 {
+					t.Errorf("backend_info{backend=%q} = %v", tc.wantBackend, v)
+				}
+				if !strings.Contains(d.log.String(), "backend="+tc.wantBackend) {
+					t.Errorf("log does not name the chosen backend %q", tc.wantBackend)
+				}
+				// The kernel link goes away with tunneld.
+				d.stop(t)
+				if _, err := p.A.Handle().LinkByName("tp0"); err == nil {
+					t.Errorf("tp0 still exists after tunneld stopped")
+				}
+			})
+		}
 	}
 }
 
