@@ -1,23 +1,18 @@
 package dataplane
 
 import (
-	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"tunnelplane/dataplane/config"
 	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
+	"tunnelplane/dataplane/underlay"
 	"tunnelplane/encap"
 	"tunnelplane/ring"
 )
@@ -68,10 +63,10 @@ type Dataplane struct {
 type queueSet struct {
 	id   int
 	dev  device.Device
-	recv underlayReader // underlay socket this queue reads; nil if another queue reads for it
-	send underlaySender // underlay socket this queue's egress sends through
-	txq  *queue         // pipeline rings: encapsulated packets and replies -> underlay writer
-	rxq  *queue         // pipeline rings: decapsulated packets -> device writer
+	recv underlay.Reader // underlay socket this queue reads; nil if another queue reads for it
+	send underlay.Sender // underlay socket this queue's egress sends through
+	txq  *queue          // pipeline rings: encapsulated packets and replies -> underlay writer
+	rxq  *queue          // pipeline rings: decapsulated packets -> device writer
 
 	icmps []packet     // egress: ICMP errors for the device, built during a batch
 	split splitScratch // ingress: software split of super-packets
@@ -108,10 +103,27 @@ func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
 			split: newSplitScratch(),
 		})
 	}
-	if err := d.openUnderlay(); err != nil {
-		d.closeAll()
+	socks, err := underlay.Open(underlay.Options{
+		Local:    cfg.Underlay.Local,
+		RawProto: d.tun.rawProto(),
+		Port:     cfg.Encap.Port,
+		Offload:  cfg.Offload != "off",
+		TTL:      cfg.Encap.TTL,
+		TOS:      cfg.Encap.TOS,
+		DF:       cfg.Encap.DF,
+		Batch:    128,
+	}, n, log)
+	if err != nil {
 		return nil, err
 	}
+	d.closers = append(d.closers, socks.Closers...)
+	for i, q := range d.queues {
+		q.recv, q.send = socks.Queues[i].Recv, socks.Queues[i].Send
+	}
+	if d.tun.rawProto() == 0 {
+		d.dport = cfg.Encap.Port
+	}
+	d.gso.Store(socks.GSO)
 	devs, undo, err := openDevice(cfg, n)
 	if err != nil {
 		d.closeAll()
@@ -165,166 +177,3 @@ func (d *Dataplane) SetPeersRouted(peers []*Peer, routesOwned map[netip.Prefix]b
 
 // Table returns the current peer table snapshot.
 func (d *Dataplane) Table() *Table { return d.table.Load() }
-
-// openUnderlay opens the sockets the tunnel runs over.
-//
-// UDP (VXLAN, IP-in-UDP): one receiving socket per queue on the tunnel
-// port, joined by SO_REUSEPORT, so the kernel spreads incoming flows over
-// the queues by their 4-tuple hash. With more than one queue, each queue
-// also sends from a socket of its own on an ephemeral port: the TUN hands a
-// flow always to the same queue, so each flow keeps one source port, while
-// different queues give the peer different source ports to spread on (RFC
-// 7348's source-port entropy, at queue granularity).
-//
-// Raw IP (IPIP, SIT, GRE): a raw socket receives a copy of every packet of
-// its protocol, so there is one socket, read by queue 0; every queue sends
-// through a socket of its own that receives nothing (sendSocket).
-func (d *Dataplane) openUnderlay() error {
-	cfg := d.cfg
-	local := cfg.Underlay.Local
-	family := "4"
-	if local.Is6() {
-		family = "6"
-	}
-	type sock interface {
-		io.Closer
-		syscall.Conn
-	}
-	// batchConn takes an open socket over: closed with the data plane,
-	// outer header options set, batched I/O.
-	batchConn := func(s sock) (*BatchConn, error) {
-		d.closers = append(d.closers, s)
-		if err := setUnderlayOptions(s, cfg); err != nil {
-			return nil, err
-		}
-		c, err := NewBatchConn(s, 128, d.tun.rawProto() != 0)
-		if c != nil {
-			c.v6 = local.Is6()
-		}
-		return c, err
-	}
-	open := func(reuse bool, port uint16) (*BatchConn, error) {
-		var (
-			s   sock
-			err error
-		)
-		lc := net.ListenConfig{}
-		if reuse {
-			lc.Control = func(_, _ string, rc syscall.RawConn) error {
-				var serr error
-				rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
-				return serr
-			}
-		}
-		if proto := d.tun.rawProto(); proto != 0 {
-			var pc net.PacketConn
-			pc, err = lc.ListenPacket(context.Background(), fmt.Sprintf("ip%s:%d", family, proto), local.String())
-			if err == nil {
-				s = pc.(*net.IPConn)
-			}
-		} else {
-			var pc net.PacketConn
-			pc, err = lc.ListenPacket(context.Background(), "udp"+family, netip.AddrPortFrom(local, port).String())
-			if err == nil {
-				s = pc.(*net.UDPConn)
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("underlay socket on %s: %w", local, err)
-		}
-		return batchConn(s)
-	}
-	// Sending goes through sockets of its own, outside the netpoller
-	// (sendSocket says why).
-	openSend := func() (*BatchConn, error) {
-		f, err := sendSocket(local, int(d.tun.rawProto()))
-		if err != nil {
-			return nil, err
-		}
-		return batchConn(f)
-	}
-	if d.tun.rawProto() != 0 {
-		c, err := open(false, 0)
-		if err != nil {
-			return err
-		}
-		d.queues[0].recv = c
-		for _, q := range d.queues {
-			if q.send, err = openSend(); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	d.dport = cfg.Encap.Port
-	offload := cfg.Offload != "off"
-	var first *BatchConn
-	for _, q := range d.queues {
-		c, err := open(len(d.queues) > 1, d.dport)
-		if err != nil {
-			return err
-		}
-		q.recv, q.send = c, c
-		if offload {
-			if err := c.EnableGRO(); err != nil {
-				d.log.Info("UDP GRO not available", "err", err)
-			}
-		}
-		if len(d.queues) > 1 {
-			if c, err = openSend(); err != nil {
-				return err
-			}
-			q.send = c
-		}
-		if first == nil {
-			first = c
-		}
-	}
-	if offload {
-		d.gso.Store(first.SupportsGSO())
-	}
-	return nil
-}
-
-// setUnderlayOptions applies the outer TTL, TOS and DF choices and larger
-// socket buffers. The kernel builds the outer IP header, so these are
-// socket options rather than header fields.
-func setUnderlayOptions(sock syscall.Conn, cfg *config.Config) error {
-	rc, err := sock.SyscallConn()
-	if err != nil {
-		return err
-	}
-	v6 := cfg.Underlay.Local.Is6()
-	var serr error
-	set := func(level, opt, v int) {
-		if serr == nil {
-			rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, v) })
-		}
-	}
-	// Best effort: without CAP_NET_ADMIN the kernel caps these at rmem_max.
-	rc.Control(func(fd uintptr) {
-		unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
-		unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20)
-	})
-	if v6 {
-		set(unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, int(cfg.Encap.TTL))
-		if cfg.Encap.TOS >= 0 {
-			set(unix.IPPROTO_IPV6, unix.IPV6_TCLASS, cfg.Encap.TOS)
-		}
-	} else {
-		set(unix.IPPROTO_IP, unix.IP_TTL, int(cfg.Encap.TTL))
-		if cfg.Encap.TOS >= 0 {
-			set(unix.IPPROTO_IP, unix.IP_TOS, cfg.Encap.TOS)
-		}
-		switch cfg.Encap.DF {
-		case 1:
-			set(unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
-		case 0:
-			set(unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
-		}
-	}
-	if serr != nil {
-		return fmt.Errorf("underlay socket options: %w", serr)
-	}
-	return nil
-}

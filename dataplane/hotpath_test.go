@@ -14,6 +14,7 @@ import (
 	"tunnelplane/dataplane/config"
 	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
+	"tunnelplane/dataplane/underlay"
 	"tunnelplane/encap"
 	"tunnelplane/ring"
 )
@@ -81,7 +82,7 @@ type fakeConn struct {
 	sent  atomic.Int64
 }
 
-func (f *fakeConn) ReadBatch(ms []Message) (int, error) {
+func (f *fakeConn) ReadBatch(ms []underlay.Message) (int, error) {
 	if f.left == 0 {
 		return 0, net.ErrClosed
 	}
@@ -101,9 +102,9 @@ func (f *fakeConn) ReadBatch(ms []Message) (int, error) {
 	return n, nil
 }
 
-func (f *fakeConn) newBatchWriter(int) batchWriter { return f }
+func (f *fakeConn) NewBatchWriter(int) underlay.Writer { return f }
 
-func (f *fakeConn) WriteBatch(ms []Message) (int, error) {
+func (f *fakeConn) WriteBatch(ms []underlay.Message) (int, error) {
 	var n int64
 	for _, m := range ms {
 		if m.Bufs != nil {

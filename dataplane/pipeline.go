@@ -44,6 +44,7 @@ import (
 
 	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
+	"tunnelplane/dataplane/underlay"
 	"tunnelplane/encap"
 )
 
@@ -340,7 +341,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 	}
 	segs := make([]segment, 0, maxGSOSegments*2)
 	idx := make([]uint32, bs)
-	msgs := make([]Message, bs)
+	msgs := make([]underlay.Message, bs)
 	rx := make([]packet, 0, bs)
 	tx := make([]packet, 0, bs)
 	free := make([]uint32, 0, bs)
@@ -368,7 +369,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 		k, err := q.recv.ReadBatch(msgs[:n])
 		if err != nil {
 			held = n
-			if isTransient(err) {
+			if underlay.IsTransient(err) {
 				continue // an ICMP error about an earlier datagram; the socket is fine
 			}
 			d.bufs.putBatch(idx[:n])

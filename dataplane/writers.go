@@ -1,12 +1,10 @@
 package dataplane
 
 import (
-	"errors"
 	"net/netip"
 	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
-
-	"golang.org/x/sys/unix"
+	"tunnelplane/dataplane/underlay"
 )
 
 // packetWriter is the writing end of a stage: it takes a batch of packets
@@ -66,16 +64,16 @@ const maxGSOBytes = 65000
 // underlayWriter is one goroutine's scratch state for sending packets.
 type underlayWriter struct {
 	d    *Dataplane
-	w    batchWriter
+	w    underlay.Writer
 	c    *stats.Counters
-	msgs []Message
+	msgs []underlay.Message
 	idx  []uint32
 	bufs [][]byte // backing store for the messages' Bufs
 }
 
-func (d *Dataplane) newUnderlayWriter(conn underlaySender, c *stats.Counters, size int) *underlayWriter {
-	return &underlayWriter{d: d, w: conn.newBatchWriter(size), c: c,
-		msgs: make([]Message, size), idx: make([]uint32, size), bufs: make([][]byte, size)}
+func (d *Dataplane) newUnderlayWriter(conn underlay.Sender, c *stats.Counters, size int) *underlayWriter {
+	return &underlayWriter{d: d, w: conn.NewBatchWriter(size), c: c,
+		msgs: make([]underlay.Message, size), idx: make([]uint32, size), bufs: make([][]byte, size)}
 }
 
 // write sends ps (at most the writer's size) and returns their buffers to
@@ -108,7 +106,7 @@ func (u *underlayWriter) write(ps []packet) error {
 // of packets to the same peer whose sizes are equal (the last of a run may
 // be shorter) become one message the kernel segments: one trip through
 // the UDP/IP stack for up to maxGSOSegments datagrams.
-func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message, c *stats.Counters) int {
+func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []underlay.Message, c *stats.Counters) int {
 	gso := d.gso.Load()
 	nm := 0
 	for i := 0; i < len(ps); {
@@ -141,7 +139,7 @@ func (d *Dataplane) buildMessages(ps []packet, bufs [][]byte, msgs []Message, c 
 // sendMessages writes msgs, skipping (and counting) any datagram the
 // kernel refuses. A refusal of a GSO send with EIO means the path cannot
 // segment: GSO is turned off and the batch sent again without it.
-func (d *Dataplane) sendMessages(w batchWriter, msgs []Message, c *stats.Counters) error {
+func (d *Dataplane) sendMessages(w underlay.Writer, msgs []underlay.Message, c *stats.Counters) error {
 	for sent := 0; sent < len(msgs); {
 		k, err := w.WriteBatch(msgs[sent:])
 		sent += k
@@ -151,14 +149,14 @@ func (d *Dataplane) sendMessages(w batchWriter, msgs []Message, c *stats.Counter
 		if isClosed(err) {
 			return err
 		}
-		if m := &msgs[sent]; m.GSOSize > 0 && errors.Is(err, unix.EIO) && d.gso.CompareAndSwap(true, false) {
+		if m := &msgs[sent]; m.GSOSize > 0 && underlay.IsGSORefused(err) && d.gso.CompareAndSwap(true, false) {
 			d.log.Warn("UDP GSO refused by the kernel; sending datagrams one by one", "err", err)
 		}
 		m := &msgs[sent]
 		if m.GSOSize > 0 && !d.gso.Load() {
 			// Resend this run as single datagrams.
 			for _, b := range m.Bufs {
-				single := [1]Message{{Buf: b, Addr: m.Addr, TOS: m.TOS, SetTOS: m.SetTOS}}
+				single := [1]underlay.Message{{Buf: b, Addr: m.Addr, TOS: m.TOS, SetTOS: m.SetTOS}}
 				if _, err := w.WriteBatch(single[:]); err != nil {
 					if isClosed(err) {
 						return err

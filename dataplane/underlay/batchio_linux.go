@@ -1,4 +1,4 @@
-package dataplane
+package underlay
 
 import (
 	"encoding/binary"
@@ -19,50 +19,14 @@ import (
 // nothing to give, and all headers, iovecs and socket addresses are
 // allocated once per connection.
 
-// underlayReader and underlaySender are what the pipeline needs of an
-// underlay socket: BatchConn in production, fakes in the hot-path
-// benchmarks.
-type underlayReader interface {
-	ReadBatch([]Message) (int, error)
-}
-
-type underlaySender interface {
-	newBatchWriter(size int) batchWriter
-}
-
-// batchWriter is one goroutine's sending side.
-type batchWriter interface {
-	WriteBatch([]Message) (int, error)
-}
-
 var (
-	_ underlayReader = (*BatchConn)(nil)
-	_ underlaySender = (*BatchConn)(nil)
-	_ batchWriter    = (*BatchWriter)(nil)
+	_ Reader = (*BatchConn)(nil)
+	_ Sender = (*BatchConn)(nil)
+	_ Writer = (*BatchWriter)(nil)
 )
 
-func (c *BatchConn) newBatchWriter(size int) batchWriter { return c.NewWriter(size) }
-
-// Message is one datagram of a batch.
-type Message struct {
-	Buf []byte // read: where to receive; write: what to send
-	// Bufs, on write, replaces Buf with several buffers sent back to back
-	// in one system call; with GSOSize the kernel cuts them into
-	// datagrams of GSOSize bytes (UDP GSO), so each buffer but the last
-	// must be exactly GSOSize long.
-	Bufs [][]byte
-	// GSOSize: on write, the UDP_SEGMENT size (0: one datagram); on read,
-	// the size of the datagrams the kernel coalesced into Buf (UDP GRO), or
-	// 0 when Buf holds one datagram.
-	GSOSize int
-	// TOS, on write when SetTOS, is the outer IPv4 TOS / IPv6 traffic
-	// class for this message (an IP_TOS / IPV6_TCLASS control message).
-	TOS    uint8
-	SetTOS bool
-	Addr   netip.AddrPort // read: the sender; write: the destination
-	N      int            // read: bytes received
-	Trunc  bool           // read: the datagram was larger than Buf
-}
+// NewBatchWriter is NewWriter as a Sender.
+func (c *BatchConn) NewBatchWriter(size int) Writer { return c.NewWriter(size) }
 
 // maxIovecs bounds the buffers one WriteBatch call hands to the kernel.
 const maxIovecs = 1024
@@ -71,11 +35,11 @@ const maxIovecs = 1024
 // IP_TOS/IPV6_TCLASS one (write).
 var oobSize = 2 * unix.CmsgSpace(4)
 
-// mmsghdr mirrors struct mmsghdr on 64-bit Linux.
+// mmsghdr mirrors struct mmsghdr. Go pads the struct to the alignment of
+// unix.Msghdr as C does: 64 bytes on 64-bit Linux, 32 on 32-bit.
 type mmsghdr struct {
 	hdr unix.Msghdr
 	len uint32
-	_   [4]byte
 }
 
 // BatchConn does batched datagram I/O on one socket. A BatchConn is used
@@ -163,7 +127,7 @@ func (c *BatchConn) ReadBatch(ms []Message) (int, error) {
 		h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
 		h.Namelen = uint32(unsafe.Sizeof(s.names[i]))
 		h.Iov = &s.iovs[i]
-		h.Iovlen = 1
+		h.SetIovlen(1)
 		h.Control = &s.oob[i*oobSize]
 		h.SetControllen(oobSize)
 		h.Flags = 0
@@ -214,7 +178,7 @@ func (w *BatchWriter) WriteBatch(ms []Message) (int, error) {
 			}
 			h := &s.hdrs[i].hdr
 			h.Iov = &s.iovs[nio]
-			h.Iovlen = uint64(len(bufs))
+			h.SetIovlen(len(bufs))
 			for _, b := range bufs {
 				s.iovs[nio].Base = unsafe.SliceData(b)
 				s.iovs[nio].SetLen(len(b))
@@ -275,10 +239,10 @@ func addrPortToSockaddr(ap netip.AddrPort, sa *unix.RawSockaddrInet6) uint32 {
 	return unix.SizeofSockaddrInet6
 }
 
-// isTransient tells errors a receive loop must survive: ICMP errors the
+// IsTransient tells errors a receive loop must survive: ICMP errors the
 // kernel queues on the socket (ECONNREFUSED for port unreachable, and the
 // like) say something about one earlier datagram, not about the socket.
-func isTransient(err error) bool {
+func IsTransient(err error) bool {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
 		return false
@@ -290,6 +254,10 @@ func isTransient(err error) bool {
 	}
 	return false
 }
+
+// IsGSORefused reports whether a WriteBatch error says the path cannot
+// segment a UDP_SEGMENT send (EIO): send the run as single datagrams.
+func IsGSORefused(err error) bool { return errors.Is(err, unix.EIO) }
 
 // putSegmentCmsg writes a UDP_SEGMENT control message (a uint16 size).
 func putSegmentCmsg(oob []byte, size int) {
@@ -318,10 +286,10 @@ func putTOSCmsg(oob []byte, tos uint8, v6 bool) int {
 func groSize(oob []byte) int {
 	for len(oob) >= unix.CmsgLen(0) {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		if h.Len < uint64(unix.CmsgLen(0)) || int(h.Len) > len(oob) {
+		if uint64(h.Len) < uint64(unix.CmsgLen(0)) || uint64(h.Len) > uint64(len(oob)) {
 			return 0
 		}
-		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && h.Len >= uint64(unix.CmsgLen(4)) {
+		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && uint64(h.Len) >= uint64(unix.CmsgLen(4)) {
 			return int(*(*int32)(unsafe.Pointer(&oob[unix.CmsgLen(0)])))
 		}
 		oob = oob[min(len(oob), unix.CmsgSpace(int(h.Len)-unix.CmsgLen(0))):]
