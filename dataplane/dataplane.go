@@ -68,9 +68,6 @@ type queueSet struct {
 	txq  *queue          // pipeline rings: encapsulated packets and replies -> underlay writer
 	rxq  *queue          // pipeline rings: decapsulated packets -> device writer
 
-	icmps []packet     // egress: ICMP errors for the device, built during a batch
-	split splitScratch // ingress: software split of super-packets
-
 	egress, uwriter, ureader, dwriter stats.Counters
 }
 
@@ -97,10 +94,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
 	}
 	for i := range n {
 		d.queues = append(d.queues, &queueSet{
-			id:    i,
-			txq:   newQueue(ring.NewMPMC[packet](ringSize)),
-			rxq:   newQueue(ring.NewSPSC[packet](rxRingSize)),
-			split: newSplitScratch(),
+			id:  i,
+			txq: newQueue(ring.NewMPMC[packet](ringSize)),
+			rxq: newQueue(ring.NewSPSC[packet](rxRingSize)),
 		})
 	}
 	socks, err := underlay.Open(underlay.Options{

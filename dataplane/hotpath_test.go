@@ -139,7 +139,7 @@ func newTestDataplaneWith(tb testing.TB, yaml, pipeline string, dev device.Devic
 	}
 	d.gso.Store(true)
 	d.bufs = newBuffersN(cfg.Underlay.MTU+64, testPoolSmall, testPoolLarge)
-	q := &queueSet{dev: dev, recv: conn, send: conn, split: newSplitScratch(),
+	q := &queueSet{dev: dev, recv: conn, send: conn,
 		txq: newQueue(ring.NewMPMC[packet](ringSize)), rxq: newQueue(ring.NewSPSC[packet](rxRingSize))}
 	d.queues = []*queueSet{q}
 	peers := PeersFromConfig(cfg)

@@ -106,49 +106,56 @@ func newSplitScratch() splitScratch {
 //     or a raw socket's packet) it is one datagram, and goes to the device
 //     whole, as the kernel's own vxlan passes it.
 //   - Anything else is dropped as inner_oversize.
-func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed bool, p *Peer, rx []packet, free []uint32, gso int) ([]packet, []uint32) {
-	c, sc := &q.ureader, &q.split
-	drop := func(r stats.Drop) ([]packet, []uint32) {
+func (d *Dataplane) superIngress(in *ingressBatch, id uint32, off, end int, borrowed bool, p *Peer, gso int) {
+	c, sc := &in.q.ureader, &in.split
+	drop := func(r stats.Drop) {
 		c.Drop(r)
 		if !borrowed {
-			free = append(free, id)
+			in.free = append(in.free, id)
 		}
-		return rx, free
 	}
 	b := d.bufs.buf(id)
 	ip, l2, ok := d.tun.innerIP(b, off, end)
 	if !ok {
-		return drop(stats.DropInnerOversize)
+		drop(stats.DropInnerOversize)
+		return
 	}
 	s, v := device.ParseSuper(ip, l2, d.cfg.Device.MTU, gso)
 	switch v {
 	case device.SuperNotSegmented:
-		return drop(stats.DropInnerOversize)
+		drop(stats.DropInnerOversize)
+		return
 	case device.SuperDatagram:
 		// One big datagram; the writer completes a partial checksum.
-		return append(rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed}), free
+		in.rx = append(in.rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed})
+		return
 	}
 	c.Supers.ObserveIn(&stats.SuperBuckets, end-off, 1)
 	switch v {
 	case device.SuperBadChecksum:
-		return drop(stats.DropInnerChecksum)
+		drop(stats.DropInnerChecksum)
+		return
 	case device.SuperBadSize:
-		return drop(stats.DropInnerOversize)
+		drop(stats.DropInnerOversize)
+		return
 	}
 	if d.devGSO && (!s.UDP() || d.devUSO) {
 		// The device writer (device.GatherWriter) gives it a GSO header.
-		return append(rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed, gso: uint16(s.Size())}), free
+		in.rx = append(in.rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed, gso: uint16(s.Size())})
+		return
 	}
 	n := s.Segments()
 	if n > len(sc.bufs) {
-		return drop(stats.DropTooBig)
+		drop(stats.DropTooBig)
+		return
 	}
 	ids := sc.ids[:0]
 	for range n {
 		sid, ok := d.bufs.getSmall()
 		if !ok {
 			d.bufs.putBatch(ids)
-			return drop(stats.DropPoolExhausted)
+			drop(stats.DropPoolExhausted)
+			return
 		}
 		ids = append(ids, sid)
 	}
@@ -158,16 +165,16 @@ func (d *Dataplane) superIngress(q *queueSet, id uint32, off, end int, borrowed 
 	k, err := s.Split(b[off:end], sc.bufs[:n], sc.sizes[:n], Headroom)
 	if err != nil {
 		d.bufs.putBatch(ids)
-		return drop(stats.DropTooBig) // segments larger than a buffer: a gso_size over the MTU
+		drop(stats.DropTooBig) // segments larger than a buffer: a gso_size over the MTU
+		return
 	}
 	for i := range k {
-		rx = append(rx, packet{idx: ids[i], off: Headroom, end: int32(Headroom + sc.sizes[i]), peer: p})
+		in.rx = append(in.rx, packet{idx: ids[i], off: Headroom, end: int32(Headroom + sc.sizes[i]), peer: p})
 	}
 	d.bufs.putBatch(ids[k:])
 	if !borrowed {
-		free = append(free, id)
+		in.free = append(in.free, id)
 	}
-	return rx, free
 }
 
 // superDatagram reports whether the UDP_GRO read of n bytes at b[off:]

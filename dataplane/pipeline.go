@@ -38,7 +38,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"time"
 
@@ -130,8 +129,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	idx := make([]uint32, bs)
 	bufs := make([][]byte, bs)
 	sizes := make([]int, bs)
-	out := make([]packet, 0, bs)
-	free := make([]uint32, 0, bs)
+	e := &egressBatch{q: q, out: make([]packet, 0, bs), free: make([]uint32, 0, bs)}
 	c := &q.egress
 	var uw *underlayWriter
 	if d.direct {
@@ -182,40 +180,38 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 		}
 		c.Batches.Add(1)
 		c.BatchSize.Observe(k)
-		tbl := d.table.Load()
-		now := d.now()
-		out, free = out[:0], append(free[:0], idx[k:n]...)
+		e.start(d.table.Load(), d.now(), idx[k:n])
 		var rxBytes uint64
-		last := lookupCache{} // per batch: the table may change between batches
 		for i := range k {
 			b, off, end := bufs[i], Headroom, Headroom+sizes[i]
 			rxBytes += uint64(sizes[i])
 			if d.tun.l2 {
-				out = d.egressL2(q, b, off, end, idx[i], tbl, now, out, &free)
+				d.egressL2(e, b, off, end, idx[i])
 				continue
 			}
-			p, drop := d.classifyL3(b, off, end, tbl, &last)
+			p, drop := d.classifyL3(e, b, off, end)
 			encOff := off
 			if drop == 0 {
 				encOff, drop = d.tun.encap(b, off, end, p)
 			}
 			if drop != 0 {
 				c.Drop(drop)
-				free = append(free, idx[i])
+				e.free = append(e.free, idx[i])
 				continue
 			}
-			out = d.emit(q, out, &free, b, idx[i], off, encOff, end, p)
+			d.emit(e, b, idx[i], off, encOff, end, p)
 		}
-		if len(q.icmps) > 0 {
-			if err := d.writeAll(iw, q.icmps); err != nil {
+		if len(e.icmps) > 0 {
+			if err := d.writeAll(iw, e.icmps); err != nil {
 				d.fatal("device-writer", err)
 				return
 			}
-			q.icmps = q.icmps[:0]
+			e.icmps = e.icmps[:0]
 		}
 		c.RxPackets.Add(uint64(k))
 		c.RxBytes.Add(rxBytes)
-		held = d.bufs.keep(idx, free, false)
+		held = d.bufs.keep(idx, e.free, false)
+		out := e.out
 		copy(bufs, bufs[k:n])
 		copy(have, have[k:n])
 		if uw != nil {
@@ -230,53 +226,44 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	}
 }
 
-// lookupCache remembers the last destination looked up in a batch: a
-// batch is mostly runs of one flow (a TSO super-packet's segments, a
-// drained burst), and comparing an address is far cheaper than a lookup.
-type lookupCache struct {
-	dst  netip.Addr
-	peer *Peer
-}
-
 // classifyL3 finds the peer for the inner IP packet b[off:end].
-func (d *Dataplane) classifyL3(b []byte, off, end int, tbl *Table, last *lookupCache) (*Peer, stats.Drop) {
+func (d *Dataplane) classifyL3(e *egressBatch, b []byte, off, end int) (*Peer, stats.Drop) {
 	_, dst, ok := encap.InnerAddrs(b, off, end)
 	if !ok {
 		return nil, stats.DropNotIP
 	}
-	if last.peer != nil && dst == last.dst {
-		return last.peer, 0
-	}
-	p := tbl.Lookup(dst)
+	p := e.dst.get(dst)
 	if p == nil {
-		return nil, stats.DropNoRoute
+		if p = e.dst.put(dst, e.tbl.Lookup(dst)); p == nil {
+			return nil, stats.DropNoRoute
+		}
 	}
-	last.dst, last.peer = dst, p
 	return p, 0
 }
 
 // egressL2 sends the frame b[off:end] to the peer its destination MAC was
 // learned from, or floods a broadcast, multicast or unknown destination to
 // every peer (a copy each beyond the first).
-func (d *Dataplane) egressL2(q *queueSet, b []byte, off, end int, id uint32, tbl *Table, now int64, out []packet, free *[]uint32) []packet {
-	c := &q.egress
+func (d *Dataplane) egressL2(e *egressBatch, b []byte, off, end int, id uint32) {
+	c, tbl := &e.q.egress, e.tbl
 	if end-off < encap.EthernetLen {
 		c.Drop(stats.Drop(encap.DropTruncated))
-		*free = append(*free, id)
-		return out
+		e.free = append(e.free, id)
+		return
 	}
 	var dst [6]byte
 	copy(dst[:], b[off:])
 	if dst[0]&1 == 0 {
-		if p := tbl.LookupMAC(dst, now); p != nil {
+		if p := tbl.LookupMAC(dst, e.now); p != nil {
 			no, _ := d.tun.encap(b, off, end, p)
-			return d.emit(q, out, free, b, id, off, no, end, p)
+			d.emit(e, b, id, off, no, end, p)
+			return
 		}
 	}
 	if len(tbl.Peers) == 0 {
 		c.Drop(stats.DropNoRoute)
-		*free = append(*free, id)
-		return out
+		e.free = append(e.free, id)
+		return
 	}
 	for _, p := range tbl.Peers[1:] {
 		cid, ok := d.bufs.getSmall()
@@ -287,37 +274,38 @@ func (d *Dataplane) egressL2(q *queueSet, b []byte, off, end int, id uint32, tbl
 		cb := d.bufs.buf(cid)
 		n := copy(cb[Headroom:], b[off:end])
 		no, _ := d.tun.encap(cb, Headroom, Headroom+n, p)
-		out = d.emit(q, out, free, cb, cid, Headroom, no, Headroom+n, p)
+		d.emit(e, cb, cid, Headroom, no, Headroom+n, p)
 	}
 	p := tbl.Peers[0]
 	no, _ := d.tun.encap(b, off, end, p)
-	return d.emit(q, out, free, b, id, off, no, end, p)
+	d.emit(e, b, id, off, no, end, p)
 }
 
 // emit queues the encapsulated packet b[encOff:end] (inner at innerOff) for
 // p, or drops it when it is too big for the path (see pmtu.go).
-func (d *Dataplane) emit(q *queueSet, out []packet, free *[]uint32, b []byte, id uint32, innerOff, encOff, end int, p *Peer) []packet {
-	send, big, icmps := d.checkSize(b, innerOff, encOff, end, p, q.icmps)
-	q.icmps = icmps
+func (d *Dataplane) emit(e *egressBatch, b []byte, id uint32, innerOff, encOff, end int, p *Peer) {
+	send, big, icmps := d.checkSize(b, innerOff, encOff, end, p, e.icmps)
+	e.icmps = icmps
 	if !send {
-		q.egress.Drop(stats.DropTooBig)
-		*free = append(*free, id)
-		return out
+		e.q.egress.Drop(stats.DropTooBig)
+		e.free = append(e.free, id)
+		return
 	}
 	// Extend in place and fill the fields: measured 20% faster on the hot
 	// path than appending a composite literal.
+	out := e.out
 	n := len(out)
 	if n < cap(out) {
 		out = out[:n+1]
 	} else {
 		out = append(out, packet{}) // TAP flooding: more packets than buffers read
 	}
+	e.out = out
 	pk := &out[n]
 	pk.idx, pk.off, pk.end, pk.peer, pk.big, pk.tos = id, int32(encOff), int32(end), p, big, 0
 	if d.tosInherit {
 		pk.tos = d.outerTOS(b, innerOff, end)
 	}
-	return out
 }
 
 // dropQueued returns packets a stopping stage could not hand on.
@@ -342,9 +330,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 	segs := make([]segment, 0, maxGSOSegments*2)
 	idx := make([]uint32, bs)
 	msgs := make([]underlay.Message, bs)
-	rx := make([]packet, 0, bs)
-	tx := make([]packet, 0, bs)
-	free := make([]uint32, 0, bs)
+	in := &ingressBatch{q: q, rx: make([]packet, 0, bs), tx: make([]packet, 0, bs), free: make([]uint32, 0, bs), split: newSplitScratch()}
 	c := &q.ureader
 	var dw *deviceWriter
 	var rw *underlayWriter
@@ -377,12 +363,8 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 			return
 		}
 		c.Batches.Add(1)
-		tbl := &batchView{Table: d.table.Load()}
-		now := d.now()
-		rx, tx, free = rx[:0], tx[:0], append(free[:0], idx[k:n]...)
+		in.start(d.table.Load(), d.now(), idx[k:n])
 		var rxPackets, rxBytes, singles uint64
-		var lastFrom netip.Addr // per batch: consecutive datagrams mostly come from one peer
-		var lastPeer *Peer
 		for i := range k {
 			m := &msgs[i]
 			rxPackets++
@@ -394,25 +376,23 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 			}
 			if m.Trunc {
 				c.Drop(stats.Drop(encap.DropOversize))
-				free = append(free, idx[i])
+				in.free = append(in.free, idx[i])
 				continue
 			}
-			p := lastPeer
-			if from := m.Addr.Addr(); p == nil || from != lastFrom {
-				p, lastFrom, lastPeer = tbl.PeerByRemote(from), from, nil
-				if p != nil {
-					lastPeer = p
-				}
+			from := m.Addr.Addr()
+			p := in.from.get(from)
+			if p == nil {
+				p = in.from.put(from, in.tbl.PeerByRemote(from))
 			}
 			if p == nil {
 				c.Drop(stats.DropUnknownPeer)
-				free = append(free, idx[i])
+				in.free = append(in.free, idx[i])
 				continue
 			}
 			if seg := m.GSOSize; seg > 0 && m.N > seg && d.tun.superDatagram(d.bufs.buf(idx[i]), Headroom, m.N, seg) {
 				// Not a GRO train: one datagram whose inner UDP segments
 				// the kernel left joined (partial.go).
-				rx, tx, free = d.ingress(idx[i], Headroom, m.N, false, p, tbl, now, rx, tx, free, q, seg)
+				d.ingress(in, idx[i], Headroom, m.N, false, p, seg)
 				continue
 			}
 			if seg := m.GSOSize; seg > 0 && m.N > seg && borrow {
@@ -435,10 +415,10 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 							continue
 						}
 						copy(d.bufs.buf(sid)[Headroom:], b[o:o+sn])
-						rx, tx, free = d.ingress(sid, Headroom, sn, false, p, tbl, now, rx, tx, free, q, 0)
+						d.ingress(in, sid, Headroom, sn, false, p, 0)
 						continue
 					}
-					rx, tx, free = d.ingress(idx[i], o, sn, true, p, tbl, now, rx, tx, free, q, 0)
+					d.ingress(in, idx[i], o, sn, true, p, 0)
 				}
 				continue
 			}
@@ -461,19 +441,20 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 					sn := copy(d.bufs.buf(sid)[Headroom:], b[Headroom+o:Headroom+min(o+seg, m.N)])
 					segs = append(segs, segment{sid, sn})
 				}
-				rx, tx, free = d.ingress(idx[i], Headroom, seg, false, p, tbl, now, rx, tx, free, q, 0)
+				d.ingress(in, idx[i], Headroom, seg, false, p, 0)
 				for _, s := range segs {
-					rx, tx, free = d.ingress(s.id, Headroom, s.n, false, p, tbl, now, rx, tx, free, q, 0)
+					d.ingress(in, s.id, Headroom, s.n, false, p, 0)
 				}
 				continue
 			}
-			rx, tx, free = d.ingress(idx[i], Headroom, m.N, false, p, tbl, now, rx, tx, free, q, 0)
+			d.ingress(in, idx[i], Headroom, m.N, false, p, 0)
 		}
 		c.RxPackets.Add(rxPackets)
 		c.RxBytes.Add(rxBytes)
 		c.Segments.ObserveN(1, singles)
 		c.BatchSize.Observe(int(rxPackets))
-		held = d.bufs.keep(idx, free, true)
+		held = d.bufs.keep(idx, in.free, true)
+		rx, tx := in.rx, in.tx
 		if dw != nil {
 			stage, err := "device-writer", d.writeAll(dw, rx)
 			if err == nil {
@@ -500,29 +481,28 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 }
 
 // ingress decapsulates one datagram of n bytes at off in buffer id from
-// peer p and sorts it to the device, back to the peer, or the drop. A
-// borrowed datagram's buffer is not this packet's to free.
+// peer p and sorts it to the device (in.rx), back to the peer (in.tx), or
+// the drop. A borrowed datagram's buffer is not this packet's to free.
 // gso is the kernel's segment size for a UDP-tunnel GSO datagram, else 0.
-func (d *Dataplane) ingress(id uint32, off, n int, borrowed bool, p *Peer, tbl *batchView, now int64, rx, tx []packet, free []uint32, q *queueSet, gso int) ([]packet, []packet, []uint32) {
+func (d *Dataplane) ingress(in *ingressBatch, id uint32, off, n int, borrowed bool, p *Peer, gso int) {
 	b := d.bufs.buf(id)
-	off, end, v, drop := d.tun.decap(b, off, off+n, p, tbl, now)
+	off, end, v, drop := d.tun.decap(b, off, off+n, p, in)
 	switch v {
 	case toDevice:
 		if end-off > d.tun.innerMax {
-			rx, free = d.superIngress(q, id, off, end, borrowed, p, rx, free, gso)
+			d.superIngress(in, id, off, end, borrowed, p, gso)
 			break
 		}
-		rx = append(rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed})
+		in.rx = append(in.rx, packet{idx: id, off: int32(off), end: int32(end), peer: p, borrowed: borrowed})
 	case reply:
 		// The reply sits where the request's Ethernet frame was; the VXLAN
 		// header goes back in front of it.
 		no := d.tun.encapReply(b, off)
-		tx = append(tx, packet{idx: id, off: int32(no), end: int32(end), peer: p, borrowed: borrowed})
+		in.tx = append(in.tx, packet{idx: id, off: int32(no), end: int32(end), peer: p, borrowed: borrowed})
 	default:
-		q.ureader.Drop(drop)
+		in.q.ureader.Drop(drop)
 		if !borrowed {
-			free = append(free, id)
+			in.free = append(in.free, id)
 		}
 	}
-	return rx, tx, free
 }

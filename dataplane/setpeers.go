@@ -2,9 +2,10 @@ package dataplane
 
 import (
 	"net/netip"
-	"tunnelplane/dataplane/stats"
 
 	"github.com/vishvananda/netlink"
+
+	"tunnelplane/dataplane/stats"
 )
 
 // setPeers is SetPeersRouted with d.ctl held. A change costs what it

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+
 	"tunnelplane/dataplane/stats"
 )
 

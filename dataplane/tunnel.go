@@ -134,7 +134,7 @@ const (
 // decap validates and strips the tunnel headers of the datagram b[off:end]
 // that came from peer p. In TUN mode it also checks that the inner source
 // belongs to p; in TAP mode it learns the inner source MAC.
-func (t *tunnel) decap(b []byte, off, end int, p *Peer, tbl *batchView, now int64) (innerOff, innerEnd int, v verdict, d stats.Drop) {
+func (t *tunnel) decap(b []byte, off, end int, p *Peer, in *ingressBatch) (innerOff, innerEnd int, v verdict, d stats.Drop) {
 	var r encap.DropReason
 	switch t.kind {
 	case config.EncapVXLAN:
@@ -144,9 +144,9 @@ func (t *tunnel) decap(b []byte, off, end int, p *Peer, tbl *batchView, now int6
 			return 0, 0, drop, stats.Drop(r)
 		}
 		if t.l2 {
-			return t.l2Ingress(b, innerOff, innerEnd, p, tbl, now)
+			return t.l2Ingress(b, innerOff, innerEnd, p, in)
 		}
-		return t.vxlanTUNIngress(b, innerOff, end, p, tbl)
+		return t.vxlanTUNIngress(b, innerOff, end, p, in)
 	case config.EncapGRE:
 		var h encap.GREHeader
 		if t.rawV4 {
@@ -167,7 +167,7 @@ func (t *tunnel) decap(b []byte, off, end int, p *Peer, tbl *batchView, now int6
 			return 0, 0, drop, stats.DropFamily
 		}
 		if t.l2 {
-			return t.l2Ingress(b, innerOff, innerEnd, p, tbl, now)
+			return t.l2Ingress(b, innerOff, innerEnd, p, in)
 		}
 	case config.EncapIPIP:
 		if t.rawV4 {
@@ -191,15 +191,15 @@ func (t *tunnel) decap(b []byte, off, end int, p *Peer, tbl *batchView, now int6
 	if r != encap.OK {
 		return 0, 0, drop, stats.Drop(r)
 	}
-	return t.checkInnerSource(b, innerOff, innerEnd, p, tbl)
+	return t.checkInnerSource(b, innerOff, innerEnd, p, in)
 }
 
-func (t *tunnel) checkInnerSource(b []byte, off, end int, p *Peer, tbl *batchView) (int, int, verdict, stats.Drop) {
+func (t *tunnel) checkInnerSource(b []byte, off, end int, p *Peer, in *ingressBatch) (int, int, verdict, stats.Drop) {
 	src, _, ok := encap.InnerAddrs(b, off, end)
 	if !ok {
 		return 0, 0, drop, stats.Drop(encap.DropBadInner)
 	}
-	if !tbl.allowed(p, src) {
+	if !in.allowed(p, src) {
 		return 0, 0, drop, stats.DropSpoofedInner
 	}
 	return off, end, toDevice, 0
@@ -208,7 +208,7 @@ func (t *tunnel) checkInnerSource(b []byte, off, end int, p *Peer, tbl *batchVie
 // vxlanTUNIngress handles the inner Ethernet frame b[off:end] in TUN mode:
 // IP goes to the device without its Ethernet header, ARP requests and
 // neighbour solicitations for our addresses are answered in place.
-func (t *tunnel) vxlanTUNIngress(b []byte, off, end int, p *Peer, tbl *batchView) (int, int, verdict, stats.Drop) {
+func (t *tunnel) vxlanTUNIngress(b []byte, off, end int, p *Peer, in *ingressBatch) (int, int, verdict, stats.Drop) {
 	dst, _, et, payOff, r := encap.ParseEthernet(b, off, end)
 	if r != encap.OK {
 		return 0, 0, drop, stats.Drop(r)
@@ -231,13 +231,13 @@ func (t *tunnel) vxlanTUNIngress(b []byte, off, end int, p *Peer, tbl *batchView
 		if r != encap.OK {
 			return 0, 0, drop, stats.Drop(r)
 		}
-		return t.checkInnerSource(b, payOff, innerEnd, p, tbl)
+		return t.checkInnerSource(b, payOff, innerEnd, p, in)
 	case encap.EtherTypeIPv4:
 		innerEnd, r := encap.CheckInner(b, payOff, end, 4)
 		if r != encap.OK {
 			return 0, 0, drop, stats.Drop(r)
 		}
-		return t.checkInnerSource(b, payOff, innerEnd, p, tbl)
+		return t.checkInnerSource(b, payOff, innerEnd, p, in)
 	}
 	return 0, 0, drop, stats.DropBadEtherType
 }
@@ -256,16 +256,16 @@ func (t *tunnel) answer(b []byte, off, end int) (int, int, verdict, stats.Drop) 
 // l2Ingress learns the source MAC of a frame from peer p (TAP mode): a MAC
 // is bound only to the peer it arrived from, so a peer cannot claim MACs
 // for another peer's traffic beyond its own frames.
-func (t *tunnel) l2Ingress(b []byte, off, end int, p *Peer, tbl *batchView, now int64) (int, int, verdict, stats.Drop) {
+func (t *tunnel) l2Ingress(b []byte, off, end int, p *Peer, in *ingressBatch) (int, int, verdict, stats.Drop) {
 	_, src, _, _, r := encap.ParseEthernet(b, off, end)
 	if r != encap.OK {
 		return 0, 0, drop, stats.Drop(r)
 	}
 	if src[0]&1 == 0 { // never learn multicast sources
-		if s := tbl.static[src]; s != nil && s != p {
+		if s := in.tbl.static[src]; s != nil && s != p {
 			return 0, 0, drop, stats.DropSpoofedInner
 		}
-		tbl.FDB.Learn(src, p.Index, now)
+		in.tbl.FDB.Learn(src, p.Index, in.now)
 	}
 	return off, end, toDevice, 0
 }
@@ -293,19 +293,3 @@ func (t *tunnel) mayReply(b []byte, off, end int) bool {
 // encapReply puts the tunnel header back in front of a neighbour reply
 // built in place at b[off:] (only VXLAN in TUN mode answers).
 func (t *tunnel) encapReply(b []byte, off int) int { return encap.PushVXLAN(b, off, t.vni) }
-
-// batchView is the table as one reader sees it during one batch, with the
-// last anti-spoofing verdict remembered: a batch is mostly runs of one
-// flow, and comparing an address is far cheaper than a lookup.
-type batchView struct {
-	*Table
-	src     netip.Addr
-	srcPeer *Peer
-}
-
-func (v *batchView) allowed(p *Peer, src netip.Addr) bool {
-	if v.srcPeer == nil || src != v.src {
-		v.src, v.srcPeer = src, v.Lookup(src)
-	}
-	return v.srcPeer == p
-}
