@@ -4,14 +4,12 @@
 // batch.go), the writers (writers.go), path MTU verdicts (pmtu.go) and
 // the policy for a kernel peer's partial checksums and super-packets
 // (partial.go). It joins encap (wire formats), ring (hand-over and
-// buffers), stats (counters and drop reasons), device (TUN/TAP queues)
-// and underlay (sockets).
+// buffers), stats (counters and drop reasons), device (TUN/TAP queues),
+// underlay (sockets) and netcfg (links, addresses, routes, path MTU).
 //
 // Devices and sockets reach it through their packages' batch seams
 // (device.Device, underlay.Reader/Writer/Sender), so tests hand it fakes.
-// It does not import Prometheus (cmd/tunneld exports Snapshot), wireguard's
-// tun or water (device), or the socket system calls (underlay). Still here
-// and bound for dataplane/netcfg: the device's link, addresses and routes
-// (link_linux.go) and the path-MTU lookups (pmtu.go, setpeers.go) over
-// netlink.
+// It is platform-neutral: it does not import Prometheus (cmd/tunneld
+// exports Snapshot), wireguard's tun or water (device), the socket system
+// calls (underlay) or netlink (netcfg). Only cmd imports it.
 package dataplane

@@ -1,10 +1,6 @@
 package dataplane
 
 import (
-	"net/netip"
-
-	"github.com/vishvananda/netlink"
-
 	"tunnelplane/encap"
 )
 
@@ -20,40 +16,11 @@ import (
 // the MTU of the interface the route to the peer leaves by, and the
 // route's own MTU metric; it is looked up when a peer joins the table (a
 // peer that stays keeps its figure: with thousands of peers a lookup per
-// peer and change was most of the cost of a reload).
+// peer and change was most of the cost of a reload; netcfg.PathMTUs).
 
 // kernelHeaderLen is what the kernel adds in front of what we hand the
 // socket: the outer IP header, and the UDP header for UDP tunnels.
 func (d *Dataplane) kernelHeaderLen() int { return d.tun.outerLen }
-
-// lookupPathMTU returns the path MTU to remote (see above) through nl (the
-// package's default socket when nil). linkMTU caches interface MTUs by
-// index across the lookups of one table change: thousands of peers leave
-// by the same few interfaces.
-func (d *Dataplane) lookupPathMTU(nl *netlink.Handle, remote netip.Addr, linkMTU map[int]int) int {
-	if nl == nil {
-		nl = &netlink.Handle{}
-	}
-	mtu := d.cfg.Underlay.MTU
-	rs, err := nl.RouteGet(remote.AsSlice())
-	if err != nil || len(rs) == 0 {
-		return mtu
-	}
-	if rs[0].MTU > 0 {
-		mtu = min(mtu, rs[0].MTU)
-	}
-	lm, ok := linkMTU[rs[0].LinkIndex]
-	if !ok {
-		if l, err := nl.LinkByIndex(rs[0].LinkIndex); err == nil {
-			lm = l.Attrs().MTU
-		}
-		linkMTU[rs[0].LinkIndex] = lm
-	}
-	if lm > 0 {
-		mtu = min(mtu, lm)
-	}
-	return mtu
-}
 
 // checkSize decides about the encapsulated packet b[encOff:end] for peer p
 // whose inner packet (IP, or an Ethernet frame in TAP mode) starts at

@@ -3,8 +3,7 @@ package dataplane
 import (
 	"net/netip"
 
-	"github.com/vishvananda/netlink"
-
+	"tunnelplane/dataplane/netcfg"
 	"tunnelplane/dataplane/stats"
 )
 
@@ -15,13 +14,12 @@ import (
 // memory, which is cheap next to a system call per peer.
 func (d *Dataplane) setPeers(peers []*Peer, routesOwned map[netip.Prefix]bool) error {
 	old := d.table.Load()
-	var nl *netlink.Handle // opened on the first new peer; one socket for all lookups
+	var pm *netcfg.PathMTUs // opened on the first new peer; one socket for all lookups
 	defer func() {
-		if nl != nil {
-			nl.Close()
+		if pm != nil {
+			pm.Close()
 		}
 	}()
-	linkMTU := map[int]int{}
 	for _, p := range peers {
 		if old != nil {
 			if op := old.PeerByRemote(p.Remote); op != nil {
@@ -30,13 +28,10 @@ func (d *Dataplane) setPeers(peers []*Peer, routesOwned map[netip.Prefix]bool) e
 			}
 		}
 		p.stats = new(stats.PeerStats)
-		if nl == nil {
-			var err error
-			if nl, err = netlink.NewHandle(); err != nil {
-				nl = nil
-			}
+		if pm == nil {
+			pm = netcfg.NewPathMTUs()
 		}
-		p.pathMTU = d.lookupPathMTU(nl, p.Remote, linkMTU)
+		p.pathMTU = pm.Lookup(p.Remote, d.cfg.Underlay.MTU)
 	}
 	d.table.Store(NewTable(peers))
 	var err error

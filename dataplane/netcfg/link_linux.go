@@ -1,7 +1,4 @@
-package dataplane
-
-// The netlink side of the data plane: the device's link, addresses and
-// routes. (To move into dataplane/netcfg with the path-MTU lookups.)
+package netcfg
 
 import (
 	"cmp"
@@ -11,45 +8,25 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"tunnelplane/dataplane/config"
-	"tunnelplane/dataplane/device"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// openDevice opens the configured device with n queues (device.Open) and
-// brings it up with its addresses and MTU. The returned undo removes what
-// this call added to a device that existed before; a device it created
-// goes away when its queues close.
-func openDevice(cfg *config.Config, n int) ([]device.Device, func(), error) {
-	_, existedErr := netlink.LinkByName(cfg.Device.Name)
-	existed := existedErr == nil
-	devs, err := device.Open(device.Config{
-		Name:     cfg.Device.Name,
-		TAP:      cfg.Device.Mode == config.ModeTAP,
-		MTU:      cfg.Device.MTU,
-		Offload:  cfg.Offload != "off",
-		Fallback: cfg.Offload == "auto",
-	}, n)
-	if err != nil {
-		return nil, nil, err
-	}
-	undo, err := configureLink(cfg, existed)
-	if err != nil {
-		for _, d := range devs {
-			d.Close()
-		}
-		return nil, nil, err
-	}
-	return devs, undo, nil
+// LinkExists reports whether a link of that name is there.
+func LinkExists(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
 }
 
-// configureLink sets MTU, MAC (TAP), addresses and up through netlink.
-func configureLink(cfg *config.Config, existed bool) (func(), error) {
-	link, err := netlink.LinkByName(cfg.Device.Name)
+// Configure sets the device's MTU, MAC (TAP), addresses and brings it up.
+// existed says whether the device was there before tunneld opened it: the
+// returned undo then removes the addresses Configure added (a device
+// tunneld created goes away with its addresses and routes on close).
+func Configure(l Link, existed bool) (func(), error) {
+	link, err := netlink.LinkByName(l.Name)
 	if err != nil {
-		return nil, fmt.Errorf("device %q: %w", cfg.Device.Name, err)
+		return nil, fmt.Errorf("device %q: %w", l.Name, err)
 	}
 	var added []*netlink.Addr
 	undo := func() {
@@ -60,12 +37,12 @@ func configureLink(cfg *config.Config, existed bool) (func(), error) {
 			netlink.AddrDel(link, a)
 		}
 	}
-	if err := netlink.LinkSetMTU(link, cfg.Device.MTU); err != nil {
-		return nil, fmt.Errorf("set mtu %d on %s: %w", cfg.Device.MTU, cfg.Device.Name, err)
+	if err := netlink.LinkSetMTU(link, l.MTU); err != nil {
+		return nil, fmt.Errorf("set mtu %d on %s: %w", l.MTU, l.Name, err)
 	}
-	if cfg.Device.Mode == config.ModeTAP {
-		if err := netlink.LinkSetHardwareAddr(link, net.HardwareAddr(cfg.Device.MAC[:])); err != nil {
-			return nil, fmt.Errorf("set mac on %s: %w", cfg.Device.Name, err)
+	if l.TAP {
+		if err := netlink.LinkSetHardwareAddr(link, net.HardwareAddr(l.MAC[:])); err != nil {
+			return nil, fmt.Errorf("set mac on %s: %w", l.Name, err)
 		}
 	}
 	// Addresses someone else put on the device (Felix keeps its tunnel
@@ -82,7 +59,7 @@ func configureLink(cfg *config.Config, existed bool) (func(), error) {
 			}
 		}
 	}
-	for _, p := range cfg.Device.Addresses {
+	for _, p := range l.Addresses {
 		if present[p] {
 			continue
 		}
@@ -92,28 +69,20 @@ func configureLink(cfg *config.Config, existed bool) (func(), error) {
 		}
 		if err := netlink.AddrReplace(link, a); err != nil {
 			undo()
-			return nil, fmt.Errorf("add address %s to %s: %w", p, cfg.Device.Name, err)
+			return nil, fmt.Errorf("add address %s to %s: %w", p, l.Name, err)
 		}
 		added = append(added, a)
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		undo()
-		return nil, fmt.Errorf("set %s up: %w", cfg.Device.Name, err)
+		return nil, fmt.Errorf("set %s up: %w", l.Name, err)
 	}
 	return undo, nil
 }
 
-// RouteProtocol marks the routes tunneld adds (rtm_protocol; `ip route`
-// shows "proto 171"). Deleting with it set makes the kernel remove only a
-// route of ours: when a routing daemon (BIRD, Felix) has since replaced
-// one with its own route to the same prefix, that route stays. 171 is in
-// no iproute2 table and is not Felix's (80) or BIRD's (12).
-const RouteProtocol = 171
-
-// syncRoutes points the peers' prefixes that the device's own subnets do
-// not already cover at the device, and removes the routes it added before
-// for prefixes no peer has any more. had and the result are the routes in
-// place, sorted (comparePrefix).
+// SyncRoutes points the prefixes want at device dev, and removes the
+// routes it added before (had) for prefixes not in want. had and the
+// result are the routes in place, sorted (comparePrefix).
 //
 // Only the difference to had is written: a route it added before is not
 // written again (a reload that changes one peer costs one or two netlink
@@ -121,17 +90,9 @@ const RouteProtocol = 171
 // the same prefix is left as it is (EEXIST) and not counted as ours, so
 // tunneld never overwrites or removes a route it did not add. The sets are
 // sorted slices rather than maps: at 100,000 prefixes a map per reload was
-// the largest piece of garbage a reload left.
-func syncRoutes(cfg *config.Config, peers []*Peer, had []netip.Prefix, owned map[netip.Prefix]bool) ([]netip.Prefix, error) {
-	want := make([]netip.Prefix, 0, len(had)+8)
-	for _, p := range peers {
-		for _, pfx := range p.Prefixes {
-			pfx = pfx.Masked()
-			if !coveredByDevice(cfg, pfx) && !owned[pfx] {
-				want = append(want, pfx)
-			}
-		}
-	}
+// the largest piece of garbage a reload left. want is sorted here; it may
+// hold duplicates.
+func SyncRoutes(dev string, want, had []netip.Prefix) ([]netip.Prefix, error) {
 	slices.SortFunc(want, comparePrefix)
 	want = slices.Compact(want)
 	var add, del []netip.Prefix
@@ -156,7 +117,7 @@ func syncRoutes(cfg *config.Config, peers []*Peer, had []netip.Prefix, owned map
 		return had, err
 	}
 	defer nl.Close()
-	link, err := nl.LinkByName(cfg.Device.Name)
+	link, err := nl.LinkByName(dev)
 	if err != nil {
 		return had, err
 	}
@@ -168,14 +129,14 @@ func syncRoutes(cfg *config.Config, peers []*Peer, had []netip.Prefix, owned map
 	for _, pfx := range add {
 		if err := nl.RouteAdd(route(pfx)); err != nil {
 			if !errors.Is(err, unix.EEXIST) {
-				errs = errors.Join(errs, fmt.Errorf("route %s dev %s: %w", pfx, cfg.Device.Name, err))
+				errs = errors.Join(errs, fmt.Errorf("route %s dev %s: %w", pfx, dev, err))
 			}
 			notAdded = append(notAdded, pfx)
 		}
 	}
 	for _, pfx := range del {
 		if err := nl.RouteDel(route(pfx)); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = errors.Join(errs, fmt.Errorf("remove route %s dev %s: %w", pfx, cfg.Device.Name, err))
+			errs = errors.Join(errs, fmt.Errorf("remove route %s dev %s: %w", pfx, dev, err))
 			kept = append(kept, pfx)
 		}
 	}
@@ -222,15 +183,6 @@ func comparePrefix(a, b netip.Prefix) int {
 		return c
 	}
 	return cmp.Compare(a.Bits(), b.Bits())
-}
-
-func coveredByDevice(cfg *config.Config, pfx netip.Prefix) bool {
-	for _, a := range cfg.Device.Addresses {
-		if a.Bits() <= pfx.Bits() && a.Masked().Contains(pfx.Addr()) {
-			return true
-		}
-	}
-	return false
 }
 
 func prefixToIPNet(p netip.Prefix) *net.IPNet {

@@ -1,0 +1,28 @@
+//go:build !linux
+
+package netcfg
+
+import "net/netip"
+
+// LinkExists reports false: no links here.
+func LinkExists(name string) bool { return false }
+
+// Configure is not supported: links and addresses need Linux.
+func Configure(l Link, existed bool) (func(), error) { return nil, errNotSupported }
+
+// SyncRoutes is not supported: routes need Linux.
+func SyncRoutes(dev string, want, had []netip.Prefix) ([]netip.Prefix, error) {
+	return had, errNotSupported
+}
+
+// PathMTUs answers every lookup with the configured limit.
+type PathMTUs struct{}
+
+// NewPathMTUs returns a PathMTUs that knows no routes.
+func NewPathMTUs() *PathMTUs { return &PathMTUs{} }
+
+// Lookup returns limit.
+func (p *PathMTUs) Lookup(remote netip.Addr, limit int) int { return limit }
+
+// Close does nothing.
+func (p *PathMTUs) Close() {}
