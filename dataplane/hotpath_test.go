@@ -3,18 +3,16 @@ package dataplane
 import (
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
-	"os"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"tunnelplane/dataplane/config"
 	"tunnelplane/dataplane/device"
+	"tunnelplane/dataplane/device/devicetest"
 	"tunnelplane/dataplane/stats"
-	"tunnelplane/dataplane/underlay"
+	"tunnelplane/dataplane/underlay/underlaytest"
 	"tunnelplane/encap"
 	"tunnelplane/ring"
 )
@@ -41,91 +39,15 @@ peers:
     mac: 02:00:00:00:02:02
 `
 
-// fakeDevice hands out copies of one packet, burst at a time, until it
-// has given n; then reads fail as a closed device does. Writes are counted.
-type fakeDevice struct {
-	pkt     []byte
-	left    int
-	burst   int
-	written atomic.Int64
-}
-
-func (f *fakeDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	if f.left == 0 {
-		return 0, os.ErrClosed
-	}
-	n := min(len(bufs), f.left, f.burst)
-	for i := range n {
-		sizes[i] = copy(bufs[i][offset:], f.pkt)
-	}
-	f.left -= n
-	return n, nil
-}
-
-func (f *fakeDevice) Write(bufs [][]byte, offset int) (int, error) {
-	f.written.Add(int64(len(bufs)))
-	return len(bufs), nil
-}
-func (f *fakeDevice) BatchSize() int        { return 128 }
-func (f *fakeDevice) Name() (string, error) { return "fake", nil }
-func (f *fakeDevice) Close() error          { return nil }
-
-// fakeConn is an underlay socket: reads return copies of one datagram from
-// one peer until n are given; writes are counted (datagrams, GSO trains
-// counted per segment).
-type fakeConn struct {
-	dgram []byte
-	segs  int // > 1: each read returns segs copies back to back, as a UDP GRO read
-	gso   int // > 0: each read reports this UDP_GRO segment size (a UDP-tunnel GSO datagram)
-	from  netip.AddrPort
-	left  int
-	sent  atomic.Int64
-}
-
-func (f *fakeConn) ReadBatch(ms []underlay.Message) (int, error) {
-	if f.left == 0 {
-		return 0, net.ErrClosed
-	}
-	n := min(len(ms), f.left)
-	for i := range n {
-		ms[i].N = copy(ms[i].Buf, f.dgram)
-		ms[i].Addr, ms[i].GSOSize, ms[i].Trunc = f.from, 0, false
-		if f.gso > 0 {
-			ms[i].GSOSize = f.gso
-		}
-		for s := 1; s < f.segs; s++ {
-			ms[i].N += copy(ms[i].Buf[ms[i].N:], f.dgram)
-			ms[i].GSOSize = len(f.dgram)
-		}
-	}
-	f.left -= n
-	return n, nil
-}
-
-func (f *fakeConn) NewBatchWriter(int) underlay.Writer { return f }
-
-func (f *fakeConn) WriteBatch(ms []underlay.Message) (int, error) {
-	var n int64
-	for _, m := range ms {
-		if m.Bufs != nil {
-			n += int64(len(m.Bufs))
-		} else {
-			n++
-		}
-	}
-	f.sent.Add(n)
-	return len(ms), nil
-}
-
 // newTestDataplane builds a data plane around fakes, without devices,
 // sockets or netlink.
-func newTestDataplane(tb testing.TB, pipeline string, dev device.Device, conn *fakeConn) (*Dataplane, *queueSet) {
+func newTestDataplane(tb testing.TB, pipeline string, dev device.Device, conn *underlaytest.Fake) (*Dataplane, *queueSet) {
 	tb.Helper()
 	return newTestDataplaneWith(tb, benchConfig, pipeline, dev, conn)
 }
 
 // newTestDataplaneWith is newTestDataplane for another config.
-func newTestDataplaneWith(tb testing.TB, yaml, pipeline string, dev device.Device, conn *fakeConn) (*Dataplane, *queueSet) {
+func newTestDataplaneWith(tb testing.TB, yaml, pipeline string, dev device.Device, conn *underlaytest.Fake) (*Dataplane, *queueSet) {
 	tb.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
@@ -173,9 +95,9 @@ func vxlanDatagram(inner []byte) []byte {
 
 // runEgress pushes n packets from the fake device through the egress
 // pipeline and waits until the fake socket has them all.
-func runEgress(tb testing.TB, pipeline string, n int) (*Dataplane, *fakeConn) {
-	dev := &fakeDevice{pkt: innerPacket("10.200.0.1", "10.200.0.2"), left: n, burst: 64}
-	conn := &fakeConn{}
+func runEgress(tb testing.TB, pipeline string, n int) (*Dataplane, *underlaytest.Fake) {
+	dev := &devicetest.Fake{Pkt: innerPacket("10.200.0.1", "10.200.0.2"), Left: n, Burst: 64}
+	conn := &underlaytest.Fake{}
 	d, q := newTestDataplane(tb, pipeline, dev, conn)
 	resetTimer(tb)
 	if !d.direct {
@@ -184,7 +106,7 @@ func runEgress(tb testing.TB, pipeline string, n int) (*Dataplane, *fakeConn) {
 	}
 	d.wg.Add(1)
 	d.routineDeviceReader(q)
-	for conn.sent.Load() < int64(n) {
+	for conn.Sent.Load() < int64(n) {
 		runtime.Gosched()
 	}
 	close(d.done)
@@ -192,10 +114,10 @@ func runEgress(tb testing.TB, pipeline string, n int) (*Dataplane, *fakeConn) {
 	return d, conn
 }
 
-func runIngress(tb testing.TB, pipeline string, n int) (*Dataplane, *fakeDevice) {
-	dev := &fakeDevice{}
-	conn := &fakeConn{dgram: vxlanDatagram(innerPacket("10.200.0.2", "10.200.0.1")),
-		from: netip.MustParseAddrPort("10.99.0.2:4789"), left: n}
+func runIngress(tb testing.TB, pipeline string, n int) (*Dataplane, *devicetest.Fake) {
+	dev := &devicetest.Fake{}
+	conn := &underlaytest.Fake{Dgram: vxlanDatagram(innerPacket("10.200.0.2", "10.200.0.1")),
+		From: netip.MustParseAddrPort("10.99.0.2:4789"), Left: n}
 	d, q := newTestDataplane(tb, pipeline, dev, conn)
 	resetTimer(tb)
 	if !d.direct {
@@ -204,7 +126,7 @@ func runIngress(tb testing.TB, pipeline string, n int) (*Dataplane, *fakeDevice)
 	}
 	d.wg.Add(1)
 	d.routineUnderlayReader(q)
-	for dev.written.Load() < int64(n) {
+	for dev.Written.Load() < int64(n) {
 		runtime.Gosched()
 	}
 	close(d.done)
@@ -216,12 +138,12 @@ func TestHotPathForwardsEverything(t *testing.T) {
 	for _, pipeline := range []string{"direct", "rings"} {
 		t.Run(pipeline, func(t *testing.T) {
 			d, conn := runEgress(t, pipeline, 10000)
-			if s := d.Stats(); conn.sent.Load() != 10000 || s.EgressTxPackets != 10000 || len(s.Drops) != 0 {
-				t.Fatalf("egress: sent %d, stats %+v", conn.sent.Load(), s)
+			if s := d.Stats(); conn.Sent.Load() != 10000 || s.EgressTxPackets != 10000 || len(s.Drops) != 0 {
+				t.Fatalf("egress: sent %d, stats %+v", conn.Sent.Load(), s)
 			}
 			d, dev := runIngress(t, pipeline, 10000)
-			if s := d.Stats(); dev.written.Load() != 10000 || s.IngressTxPackets != 10000 || len(s.Drops) != 0 {
-				t.Fatalf("ingress: written %d, stats %+v", dev.written.Load(), s)
+			if s := d.Stats(); dev.Written.Load() != 10000 || s.IngressTxPackets != 10000 || len(s.Drops) != 0 {
+				t.Fatalf("ingress: written %d, stats %+v", dev.Written.Load(), s)
 			}
 			if d.bufs.small.Free() != d.bufs.small.Cap() || d.bufs.large.Free() != d.bufs.large.Cap() {
 				t.Fatalf("buffers leaked: small %d/%d large %d/%d", d.bufs.small.Free(), d.bufs.small.Cap(), d.bufs.large.Free(), d.bufs.large.Cap())
@@ -301,8 +223,8 @@ func TestTinyPool(t *testing.T) {
 			go func() {
 				defer close(done)
 				d, conn := runEgress(t, pipeline, 5000)
-				if conn.sent.Load() != 5000 {
-					t.Errorf("egress sent %d of 5000", conn.sent.Load())
+				if conn.Sent.Load() != 5000 {
+					t.Errorf("egress sent %d of 5000", conn.Sent.Load())
 				}
 				checkPools(t, d)
 			}()
@@ -318,9 +240,9 @@ func TestTinyPool(t *testing.T) {
 	// first into a buffer of its own, needs 15, and there are 8.
 	for _, pipeline := range []string{"direct", "rings"} {
 		t.Run("ingress-"+pipeline, func(t *testing.T) {
-			dev := &fakeDevice{}
-			conn := &fakeConn{dgram: vxlanDatagram(innerPacket("10.200.0.2", "10.200.0.1")), segs: 16,
-				from: netip.MustParseAddrPort("10.99.0.2:4789"), left: 200}
+			dev := &devicetest.Fake{}
+			conn := &underlaytest.Fake{Dgram: vxlanDatagram(innerPacket("10.200.0.2", "10.200.0.1")), Segs: 16,
+				From: netip.MustParseAddrPort("10.99.0.2:4789"), Left: 200}
 			d, q := newTestDataplane(t, pipeline, dev, conn)
 			if !d.direct {
 				d.wg.Add(1)
@@ -335,15 +257,15 @@ func TestTinyPool(t *testing.T) {
 				t.Fatal("ingress with a tiny pool did not finish: deadlock")
 			}
 			deadline := time.Now().Add(10 * time.Second)
-			for s := d.Stats(); uint64(dev.written.Load())+s.Drops["pool_exhausted"] < 200*16 && time.Now().Before(deadline); s = d.Stats() {
+			for s := d.Stats(); uint64(dev.Written.Load())+s.Drops["pool_exhausted"] < 200*16 && time.Now().Before(deadline); s = d.Stats() {
 				time.Sleep(time.Millisecond)
 			}
 			close(d.done)
 			d.wg.Wait()
 			s := d.Stats()
 			exhausted := s.Drops["pool_exhausted"]
-			if uint64(dev.written.Load())+exhausted != 200*16 || s.IngressRxPackets != 200*16 || (exhausted == 0) != d.direct {
-				t.Fatalf("written %d + pool_exhausted %d != %d (rx %d)", dev.written.Load(), exhausted, 200*16, s.IngressRxPackets)
+			if uint64(dev.Written.Load())+exhausted != 200*16 || s.IngressRxPackets != 200*16 || (exhausted == 0) != d.direct {
+				t.Fatalf("written %d + pool_exhausted %d != %d (rx %d)", dev.Written.Load(), exhausted, 200*16, s.IngressRxPackets)
 			}
 			checkPools(t, d)
 		})

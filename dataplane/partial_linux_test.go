@@ -14,6 +14,7 @@ import (
 
 	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/device/devicetest"
+	"tunnelplane/dataplane/underlay/underlaytest"
 	"tunnelplane/encap"
 )
 
@@ -55,7 +56,7 @@ peers:
 // end of a SOCK_SEQPACKET pair, one record per write (without, vnet
 // returns no file, as a device without the header).
 type recDevice struct {
-	fakeDevice
+	devicetest.Fake
 	vnetFile *os.File // our end, handed to the vnet writer
 	peer     int      // the test's end
 	l2       int
@@ -199,7 +200,7 @@ func ingressOnce(t *testing.T, ec encapCase, dev device.Device, dgram []byte) *D
 // UDP_GRO segment size.
 func ingressOnceGSO(t *testing.T, ec encapCase, dev device.Device, dgram []byte, gso int) *Dataplane {
 	t.Helper()
-	conn := &fakeConn{dgram: dgram, from: netip.MustParseAddrPort("10.99.0.1:4789"), left: 1, gso: gso}
+	conn := &underlaytest.Fake{Dgram: dgram, From: netip.MustParseAddrPort("10.99.0.1:4789"), Left: 1, GSO: gso}
 	d, q := newTestDataplaneWith(t, partialConfig(ec.mode, ec.body, ec.v4only, ec.v6only), "direct", dev, conn)
 	d.devGSO, d.devUSO = device.Offloads(dev)
 	d.wg.Add(1)

@@ -1,4 +1,5 @@
-// Package devicetest builds what a device with offloads hands over and
+// Package devicetest holds a fake device queue (Fake) for pipeline tests,
+// and builds what a device with offloads hands over and
 // checks what it is given, for the tests of the device package and of the
 // data plane: inner super-packets with partial checksums, packets from
 // gopacket layers, and an independent checksum check.
