@@ -89,6 +89,14 @@ type service struct {
 }
 
 func serve(cfg *config.Config, path string, log *slog.Logger, statsEvery time.Duration) int {
+	// SIGHUP is ours from the start: the device appears (and a supervisor
+	// or a test may send a reload) before the loop runs, and SIGHUP's
+	// default action would end the process. SIGINT and SIGTERM keep
+	// theirs until the loop (below) can shut down in order, so that a
+	// start stuck on an unreachable control plane can still be stopped.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	fl, err := joinFlannel(cfg, log) // before the device: its address comes from the lease
 	if err != nil {
 		log.Error("start", "err", err)
@@ -144,7 +152,7 @@ func serve(cfg *config.Config, path string, log *slog.Logger, statsEvery time.Du
 	dropPrivileges(log)
 	log.Info("forwarding", "backend", be.Name(), "device", cfg.Device.Name, "mode", cfg.Device.Mode, "encap", cfg.Encap.Type,
 		"local", cfg.Underlay.Local, "mtu", cfg.Device.MTU, "peers", len(cfg.Peers), "peers_from", cfg.PeersFrom, "version", version)
-	code := d.loop(statsEvery, learnedc, watchErr)
+	code := d.loop(sigs, statsEvery, learnedc, watchErr)
 	cancel()
 	be.Close()
 	if dp != nil {
@@ -153,10 +161,8 @@ func serve(cfg *config.Config, path string, log *slog.Logger, statsEvery time.Du
 	return code
 }
 
-func (d *service) loop(statsEvery time.Duration, learnedc <-chan []routes.Peer, watchErr <-chan error) int {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+func (d *service) loop(sigs chan os.Signal, statsEvery time.Duration, learnedc <-chan []routes.Peer, watchErr <-chan error) int {
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	var tick <-chan time.Time
 	if statsEvery > 0 && d.dp != nil {
 		t := time.NewTicker(statsEvery)
