@@ -79,3 +79,19 @@ func (in *ingressBatch) allowed(p *Peer, src netip.Addr) bool {
 	}
 	return q == p
 }
+
+// splitScratch is an underlay reader's scratch for superIngress's
+// software split, allocated once per queue.
+type splitScratch struct {
+	ids   []uint32
+	bufs  [][]byte
+	sizes []int
+}
+
+// maxSplitSegments bounds a software split: 64 KiB at the smallest IPv6
+// MTU's segment size.
+const maxSplitSegments = 64
+
+func newSplitScratch() splitScratch {
+	return splitScratch{ids: make([]uint32, 0, maxSplitSegments), bufs: make([][]byte, maxSplitSegments), sizes: make([]int, maxSplitSegments)}
+}

@@ -6,6 +6,10 @@ import (
 	"tunnelplane/ring"
 )
 
+// Headroom is the space kept in front of every packet for the outer headers
+// and the TUN's virtio-net header.
+const Headroom = ring.Headroom
+
 // buffers is the data plane's memory: two pools from ring, each one slab
 // allocated at start.
 //

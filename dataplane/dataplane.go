@@ -11,15 +11,10 @@ import (
 
 	"tunnelplane/dataplane/config"
 	"tunnelplane/dataplane/device"
-	"tunnelplane/dataplane/stats"
 	"tunnelplane/dataplane/underlay"
 	"tunnelplane/encap"
 	"tunnelplane/ring"
 )
-
-// Headroom is the space kept in front of every packet for the outer headers
-// and the TUN's virtio-net header.
-const Headroom = ring.Headroom
 
 // Ring capacities. The ingress ring is smaller than the large-buffer pool
 // (512): when the device writer lags, the reader should wait on a full ring
@@ -56,19 +51,6 @@ type Dataplane struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	errc      chan error
-}
-
-// queueSet is one device queue and the sockets its goroutines use. Every
-// goroutine of a queue counts into the queue's own Counters.
-type queueSet struct {
-	id   int
-	dev  device.Device
-	recv underlay.Reader // underlay socket this queue reads; nil if another queue reads for it
-	send underlay.Sender // underlay socket this queue's egress sends through
-	txq  *queue          // pipeline rings: encapsulated packets and replies -> underlay writer
-	rxq  *queue          // pipeline rings: decapsulated packets -> device writer
-
-	egress, uwriter, ureader, dwriter stats.Counters
 }
 
 // New opens the device queues and the underlay sockets described by cfg

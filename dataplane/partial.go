@@ -75,22 +75,6 @@ func (t *tunnel) innerIP(b []byte, off, end int) (ip []byte, l2 int, ok bool) {
 	return nil, 0, false
 }
 
-// splitScratch is an underlay reader's scratch for superIngress's
-// software split, allocated once per queue.
-type splitScratch struct {
-	ids   []uint32
-	bufs  [][]byte
-	sizes []int
-}
-
-// maxSplitSegments bounds a software split: 64 KiB at the smallest IPv6
-// MTU's segment size.
-const maxSplitSegments = 64
-
-func newSplitScratch() splitScratch {
-	return splitScratch{ids: make([]uint32, 0, maxSplitSegments), bufs: make([][]byte, maxSplitSegments), sizes: make([]int, maxSplitSegments)}
-}
-
 // superIngress takes an inner packet b[off:end] (in buffer id) longer
 // than the device MTU. gso is the segment size the kernel reported for the
 // datagram (UDP_GRO: a UDP-tunnel GSO packet whose inner segments are UDP),

@@ -37,8 +37,6 @@ package dataplane
 import (
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"time"
 
 	"tunnelplane/dataplane/device"
@@ -107,10 +105,6 @@ func (d *Dataplane) fatal(stage string, err error) {
 	case d.errc <- err:
 	default:
 	}
-}
-
-func isClosed(err error) bool {
-	return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed)
 }
 
 func (d *Dataplane) now() int64 { return int64(time.Since(d.start)) }
@@ -503,6 +497,23 @@ func (d *Dataplane) ingress(in *ingressBatch, id uint32, off, n int, borrowed bo
 		in.q.ureader.Drop(drop)
 		if !borrowed {
 			in.free = append(in.free, id)
+		}
+	}
+}
+
+// routineWriter is a writer goroutine of pipeline: rings: it drains one
+// queue into one writer until the data plane stops.
+func (d *Dataplane) routineWriter(stage string, from *queue, w packetWriter) {
+	defer d.wg.Done()
+	ps := make([]packet, w.size())
+	for {
+		n := from.get(ps, d.done)
+		if n == 0 {
+			return
+		}
+		if err := w.write(ps[:n]); err != nil {
+			d.fatal(stage, err)
+			return
 		}
 	}
 }

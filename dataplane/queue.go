@@ -1,6 +1,11 @@
 package dataplane
 
-import "tunnelplane/ring"
+import (
+	"tunnelplane/dataplane/device"
+	"tunnelplane/dataplane/stats"
+	"tunnelplane/dataplane/underlay"
+	"tunnelplane/ring"
+)
 
 // packet is what moves between stages: a reference into the pool, never a
 // copy of the bytes. Ownership moves with it; whoever finishes with it puts
@@ -90,3 +95,16 @@ var (
 	_ batchRing = (*ring.SPSC[packet])(nil)
 	_ batchRing = (*ring.MPMC[packet])(nil)
 )
+
+// queueSet is one device queue and the sockets its goroutines use. Every
+// goroutine of a queue counts into the queue's own Counters.
+type queueSet struct {
+	id   int
+	dev  device.Device
+	recv underlay.Reader // underlay socket this queue reads; nil if another queue reads for it
+	send underlay.Sender // underlay socket this queue's egress sends through
+	txq  *queue          // pipeline rings: encapsulated packets and replies -> underlay writer
+	rxq  *queue          // pipeline rings: decapsulated packets -> device writer
+
+	egress, uwriter, ureader, dwriter stats.Counters
+}

@@ -1,7 +1,10 @@
 package dataplane
 
 import (
+	"errors"
+	"net"
 	"net/netip"
+	"os"
 	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
 	"tunnelplane/dataplane/underlay"
@@ -35,23 +38,6 @@ func (d *Dataplane) writeAll(w packetWriter, ps []packet) error {
 		ps = ps[n:]
 	}
 	return nil
-}
-
-// routineWriter is a writer goroutine of pipeline: rings: it drains one
-// queue into one writer until the data plane stops.
-func (d *Dataplane) routineWriter(stage string, from *queue, w packetWriter) {
-	defer d.wg.Done()
-	ps := make([]packet, w.size())
-	for {
-		n := from.get(ps, d.done)
-		if n == 0 {
-			return
-		}
-		if err := w.write(ps[:n]); err != nil {
-			d.fatal(stage, err)
-			return
-		}
-	}
 }
 
 // maxGSOSegments is the most datagrams one UDP_SEGMENT send may carry
@@ -284,3 +270,7 @@ func (w *deviceWriter) write(ps []packet) error {
 }
 
 func (w *deviceWriter) size() int { return len(w.bufs) }
+
+func isClosed(err error) bool {
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed)
+}
