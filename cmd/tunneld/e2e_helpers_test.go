@@ -209,13 +209,12 @@ func tcpTransfer(t *testing.T, from, to *topo.NS, dst netip.Addr, size int) {
 	}
 }
 
-// udpTransfer sends count datagrams and requires nearly all of them (the
-// path is lossless, but UDP promises nothing: allow 5%).
-func udpTransfer(t *testing.T, from, to *topo.NS, dst netip.Addr, count int) {
+// udpConns opens a UDP receiver on ap in `to` and a sender connected to
+// it from `from`, both closed at cleanup.
+func udpConns(t *testing.T, from, to *topo.NS, ap netip.AddrPort) (net.PacketConn, net.Conn) {
 	t.Helper()
-	ap := netip.AddrPortFrom(dst, 5202)
 	_, pc := listenIn(t, to, "udp", ap.String())
-	defer pc.Close()
+	t.Cleanup(func() { pc.Close() })
 	// The test is about the tunnel, not this socket: on a loaded machine
 	// the default buffer overflows before the reader is scheduled.
 	pc.(*net.UDPConn).SetReadBuffer(4 << 20)
@@ -223,7 +222,15 @@ func udpTransfer(t *testing.T, from, to *topo.NS, dst netip.Addr, count int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return pc, c
+}
+
+// udpTransfer sends count datagrams and requires nearly all of them (the
+// path is lossless, but UDP promises nothing: allow 5%).
+func udpTransfer(t *testing.T, from, to *topo.NS, dst netip.Addr, count int) {
+	t.Helper()
+	pc, c := udpConns(t, from, to, netip.AddrPortFrom(dst, 5202))
 	recvd := make(chan int, 1)
 	go func() {
 		buf := make([]byte, 2048)
@@ -275,15 +282,7 @@ func ping(t *testing.T, ns *topo.NS, dst netip.Addr) {
 // reported segment size can restore.
 func udpGSOTransfer(t *testing.T, from, to *topo.NS, dst netip.Addr, size, segs, trains int) {
 	t.Helper()
-	ap := netip.AddrPortFrom(dst, 5203)
-	_, pc := listenIn(t, to, "udp", ap.String())
-	defer pc.Close()
-	pc.(*net.UDPConn).SetReadBuffer(4 << 20)
-	c, err := dialIn(from, context.Background(), "udp", ap.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	pc, c := udpConns(t, from, to, netip.AddrPortFrom(dst, 5203))
 	rc, err := c.(*net.UDPConn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
