@@ -82,7 +82,18 @@ func TestTunneldPairs(t *testing.T) {
 		{name: "tap/vxlan", mode: "tap", encap: "  type: vxlan\n  vni: 42\n"},
 		{name: "tap/gre-teb", mode: "tap", encap: "  type: gre\n  key: 5\n", decode: expectGRE(layers.EthernetTypeTransparentEthernetBridging, ptr(uint32(5)))},
 	}
+	// Every case also runs with the veth offloads on (the kernel default);
+	// the "-veth-offloads-on" cases are the ones that did before.
+	var both []e2eCase
 	for _, tc := range cases {
+		both = append(both, tc)
+		if !tc.vethOffloads {
+			on := tc
+			on.name, on.vethOffloads = tc.name+"/veth-offloads-on", true
+			both = append(both, on)
+		}
+	}
+	for _, tc := range both {
 		t.Run(tc.name, func(t *testing.T) {
 			p := topo.NewPair(t, topo.PairOptions{IPv6: tc.v6under, Offloads: tc.vethOffloads})
 			topo.NoChecksumErrors(t, p.A, p.B)
