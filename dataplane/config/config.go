@@ -96,6 +96,7 @@ const (
 	DefaultEtcdEndpoint = "http://127.0.0.1:2379"
 	DefaultEtcdPrefix   = "/coreos.com/network"
 	DefaultSubnetFile   = "/run/flannel/subnet.env"
+	DefaultNetConf      = "/etc/kube-flannel/net-conf.json"
 )
 
 // Config is a validated tunneld configuration with all defaults filled in.
@@ -182,10 +183,20 @@ type Peer struct {
 // where the node's subnet.env goes. Parse fills the defaults only with
 // peers_from: flannel.
 type Flannel struct {
-	SubnetManager string   // SubnetManagerEtcd (SubnetManagerKube: not yet)
-	EtcdEndpoints []string // URLs, e.g. http://10.99.0.254:2379
-	EtcdPrefix    string   // e.g. /coreos.com/network, no trailing slash
-	SubnetFile    string   // absolute path of subnet.env
+	SubnetManager string   // SubnetManagerEtcd or SubnetManagerKube
+	EtcdEndpoints []string // etcd: URLs, e.g. http://10.99.0.254:2379
+	EtcdPrefix    string   // etcd: e.g. /coreos.com/network, no trailing slash
+	// Kubeconfig (kube) is the kubeconfig file; "" is the in-cluster
+	// config (the pod's ServiceAccount), as flanneld without
+	// --kubeconfig-file.
+	Kubeconfig string
+	// NodeName (kube) is this node's Node object; "" is $NODE_NAME, read
+	// when tunneld starts (the downward API's spec.nodeName).
+	NodeName string
+	// NetConf (kube) is flannel's network config file, flanneld's
+	// --net-config-path.
+	NetConf    string
+	SubnetFile string // absolute path of subnet.env
 }
 
 // Metrics configures the metrics HTTP server.

@@ -22,7 +22,7 @@ var (
 	encapKeys    = []string{"preset", "type", "vni", "port", "key", "checksum", "sequence", "ttl", "tos", "df"}
 	underlayKeys = []string{"local", "mtu"}
 	peerKeys     = []string{"remote", "prefixes", "mac"}
-	flannelKeys  = []string{"subnet_manager", "etcd_endpoints", "etcd_prefix", "subnet_file"}
+	flannelKeys  = []string{"subnet_manager", "etcd_endpoints", "etcd_prefix", "kubeconfig", "node_name", "net_conf", "subnet_file"}
 	metricsKeys  = []string{"listen", "pprof"}
 	logKeys      = []string{"level"}
 )
@@ -229,6 +229,12 @@ func (d *decoder) flannel(n *yaml.Node, path string, f *Flannel) {
 			})
 		case "etcd_prefix":
 			f.EtcdPrefix, _ = d.str(n, path)
+		case "kubeconfig":
+			f.Kubeconfig, _ = d.str(n, path)
+		case "node_name":
+			f.NodeName, _ = d.str(n, path)
+		case "net_conf":
+			f.NetConf, _ = d.str(n, path)
 		case "subnet_file":
 			f.SubnetFile, _ = d.str(n, path)
 		}

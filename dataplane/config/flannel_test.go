@@ -27,6 +27,23 @@ func TestFlannelDefaults(t *testing.T) {
 	}
 	checkRoundTrip(t, c)
 
+	// The kube subnet manager: net_conf defaults to flanneld's path, no
+	// etcd defaults; kubeconfig and node_name stay empty (in-cluster config,
+	// $NODE_NAME at start).
+	c = mustParse(t, flannelDoc("flannel: {subnet_manager: kube}"))
+	want = Flannel{SubnetManager: "kube", NetConf: DefaultNetConf, SubnetFile: DefaultSubnetFile}
+	if !reflect.DeepEqual(c.Flannel, want) {
+		t.Fatalf("Flannel = %+v, want %+v", c.Flannel, want)
+	}
+	checkRoundTrip(t, c)
+	c = mustParse(t, flannelDoc("flannel:", "  subnet_manager: kube", "  kubeconfig: /etc/kubernetes/kubelet.conf", "  node_name: node-a.example",
+		"  net_conf: /etc/tp/net-conf.json", "  subnet_file: /run/tp/subnet.env"))
+	want = Flannel{SubnetManager: "kube", Kubeconfig: "/etc/kubernetes/kubelet.conf", NodeName: "node-a.example", NetConf: "/etc/tp/net-conf.json", SubnetFile: "/run/tp/subnet.env"}
+	if !reflect.DeepEqual(c.Flannel, want) {
+		t.Fatalf("Flannel = %+v, want %+v", c.Flannel, want)
+	}
+	checkRoundTrip(t, c)
+
 	// Without peers_from: flannel the block stays zero and is not printed.
 	c = mustParse(t, doc("encap: {preset: flannel-vxlan}", "underlay: {local: 10.99.0.1}"))
 	if !reflect.DeepEqual(c.Flannel, Flannel{}) {
@@ -60,7 +77,13 @@ func TestFlannelProblems(t *testing.T) {
 		path      string
 		msg       string
 	}{
-		{"kube not yet", flannelDoc("flannel:", "  subnet_manager: kube"), 5, 19, "flannel.subnet_manager", "kube is not yet supported"},
+		{"kube key with etcd", flannelDoc("flannel:", "  net_conf: /etc/kube-flannel/net-conf.json"), 5, 13, "flannel.net_conf", "applies only to subnet_manager: kube"},
+		{"etcd key with kube", flannelDoc("flannel:", "  subnet_manager: kube", "  etcd_prefix: /coreos.com/network"), 6, 16, "flannel.etcd_prefix", "applies only to subnet_manager: etcd"},
+		{"net conf relative", flannelDoc("flannel:", "  subnet_manager: kube", "  net_conf: net-conf.json"), 6, 13, "flannel.net_conf", "must be an absolute file path"},
+		{"kubeconfig empty", flannelDoc("flannel:", "  subnet_manager: kube", "  kubeconfig: ''"), 6, 15, "flannel.kubeconfig", "leave the key out for the in-cluster config"},
+		{"node name upper", flannelDoc("flannel:", "  subnet_manager: kube", "  node_name: Node-A"), 6, 14, "flannel.node_name", "is not a Node name"},
+		{"node name empty label", flannelDoc("flannel:", "  subnet_manager: kube", "  node_name: a..b"), 6, 14, "flannel.node_name", "empty label"},
+		{"node name empty", flannelDoc("flannel:", "  subnet_manager: kube", "  node_name: ''"), 6, 14, "flannel.node_name", "leave the key out to take $NODE_NAME"},
 		{"manager unknown", flannelDoc("flannel: {subnet_manager: consul}"), 4, 27, "flannel.subnet_manager", `must be "etcd" or "kube", not "consul"`},
 		{"unknown key", flannelDoc("flannel:", "  etcd_endpoint: [http://10.99.0.254:2379]"), 5, 3, "flannel.etcd_endpoint", `did you mean "etcd_endpoints"?`},
 		{"no endpoints", flannelDoc("flannel:", "  etcd_endpoints: []"), 5, 3, "flannel.etcd_endpoints", "needs at least one etcd URL"},
@@ -103,7 +126,11 @@ func TestFlannelValidateBuiltInCode(t *testing.T) {
 		t.Fatalf("Validate: %v", err)
 	}
 	c.Flannel.SubnetManager = "kube"
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "flannel.subnet_manager: kube is not yet supported") {
-		t.Fatalf("Validate = %v", err)
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "flannel.net_conf") {
+		t.Fatalf("Validate = %v, want net_conf missing", err)
+	}
+	c.Flannel.NetConf = DefaultNetConf
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
 	}
 }

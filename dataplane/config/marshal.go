@@ -51,6 +51,9 @@ type (
 		SubnetManager string   `yaml:"subnet_manager"`
 		EtcdEndpoints []string `yaml:"etcd_endpoints,flow,omitempty"`
 		EtcdPrefix    string   `yaml:"etcd_prefix,omitempty"`
+		Kubeconfig    string   `yaml:"kubeconfig,omitempty"`
+		NodeName      string   `yaml:"node_name,omitempty"`
+		NetConf       string   `yaml:"net_conf,omitempty"`
 		SubnetFile    string   `yaml:"subnet_file"`
 	}
 	filePeer struct {
@@ -86,7 +89,8 @@ func (c *Config) Marshal() ([]byte, error) {
 	}
 	if c.PeersFrom == PeersFromFlannel {
 		fl := c.Flannel
-		f.Flannel = &fileFlannel{SubnetManager: fl.SubnetManager, EtcdEndpoints: fl.EtcdEndpoints, EtcdPrefix: fl.EtcdPrefix, SubnetFile: fl.SubnetFile}
+		f.Flannel = &fileFlannel{SubnetManager: fl.SubnetManager, EtcdEndpoints: fl.EtcdEndpoints, EtcdPrefix: fl.EtcdPrefix,
+			Kubeconfig: fl.Kubeconfig, NodeName: fl.NodeName, NetConf: fl.NetConf, SubnetFile: fl.SubnetFile}
 	}
 	for _, p := range c.Device.Addresses {
 		f.Device.Addresses = append(f.Device.Addresses, p.String())

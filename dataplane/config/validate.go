@@ -157,7 +157,7 @@ func (v *validator) validate() {
 	}
 	switch c.PeersFrom {
 	case "", PeersFromConfig, PeersFromRoutes:
-		if v.set("flannel", c.Flannel.SubnetManager != "" || c.Flannel.EtcdEndpoints != nil || c.Flannel.EtcdPrefix != "" || c.Flannel.SubnetFile != "") {
+		if v.set("flannel", c.Flannel.set()) {
 			v.fail("flannel", "applies only with peers_from: flannel, not %q", c.PeersFrom)
 		}
 	case PeersFromFlannel:
@@ -206,6 +206,9 @@ func flannelDefaults(f *Flannel, given map[string]bool) {
 	if !given["flannel.etcd_prefix"] && f.SubnetManager == SubnetManagerEtcd {
 		f.EtcdPrefix = DefaultEtcdPrefix
 	}
+	if !given["flannel.net_conf"] && f.SubnetManager == SubnetManagerKube {
+		f.NetConf = DefaultNetConf
+	}
 	if !given["flannel.subnet_file"] {
 		f.SubnetFile = DefaultSubnetFile
 	}
@@ -249,14 +252,33 @@ func (v *validator) flannel() {
 			v.fail("flannel.etcd_prefix", "%q must not contain white space", p)
 		}
 	case SubnetManagerKube:
-		v.fail("flannel.subnet_manager", "kube is not yet supported (the Kubernetes subnet manager comes in a later release); use etcd")
+		if f.NetConf == "" || !strings.HasPrefix(f.NetConf, "/") || strings.HasSuffix(f.NetConf, "/") {
+			v.fail("flannel.net_conf", "%q must be an absolute file path, like %s", f.NetConf, DefaultNetConf)
+		}
+		if v.given != nil && v.given["flannel.kubeconfig"] && (f.Kubeconfig == "" || strings.HasSuffix(f.Kubeconfig, "/")) {
+			v.fail("flannel.kubeconfig", "%q must be a kubeconfig file's path; leave the key out for the in-cluster config", f.Kubeconfig)
+		}
+		if f.NodeName != "" {
+			if msg := badNodeName(f.NodeName); msg != "" {
+				v.fail("flannel.node_name", "%q %s", f.NodeName, msg)
+			}
+		} else if v.given != nil && v.given["flannel.node_name"] {
+			v.fail("flannel.node_name", `"" is not a Node name; leave the key out to take $NODE_NAME`)
+		}
 	default:
 		v.fail("flannel.subnet_manager", `must be "etcd" or "kube", not %q`, f.SubnetManager)
 	}
-	if f.SubnetManager != SubnetManagerEtcd {
-		for _, k := range []string{"etcd_endpoints", "etcd_prefix"} {
+	only := map[string][]string{
+		SubnetManagerEtcd: {"etcd_endpoints", "etcd_prefix"},
+		SubnetManagerKube: {"kubeconfig", "node_name", "net_conf"},
+	}
+	for m, keys := range only {
+		if m == f.SubnetManager || (f.SubnetManager != SubnetManagerEtcd && f.SubnetManager != SubnetManagerKube) {
+			continue
+		}
+		for _, k := range keys {
 			if v.given != nil && v.given["flannel."+k] {
-				v.fail("flannel."+k, "applies only to subnet_manager: etcd")
+				v.fail("flannel."+k, "applies only to subnet_manager: %s", m)
 			}
 		}
 	}
@@ -275,6 +297,34 @@ func (v *validator) flannel() {
 	if a := c.Underlay.Local; a.IsValid() && !a.Is4() {
 		v.fail("underlay.local", "%s: flannel leases carry an IPv4 PublicIP; IPv6 underlays are not supported with peers_from: flannel", a)
 	}
+}
+
+// set reports whether any key of the flannel block has a value.
+func (f *Flannel) set() bool {
+	return f.SubnetManager != "" || f.EtcdEndpoints != nil || f.EtcdPrefix != "" || f.Kubeconfig != "" ||
+		f.NodeName != "" || f.NetConf != "" || f.SubnetFile != ""
+}
+
+// badNodeName says what is wrong with a Node name (a DNS subdomain: at
+// most 253 characters of lowercase letters, digits, '-' and '.', each
+// label starting and ending with a letter or digit), or "".
+func badNodeName(n string) string {
+	if len(n) > 253 {
+		return "is longer than 253 characters"
+	}
+	for _, label := range strings.Split(n, ".") {
+		if label == "" {
+			return "has an empty label (two dots, or a dot at an end)"
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i]
+			alnum := ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9'
+			if !alnum && (ch != '-' || i == 0 || i == len(label)-1) {
+				return "is not a Node name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)"
+			}
+		}
+	}
+	return ""
 }
 
 // badEtcdEndpoint says what is wrong with an etcd client URL, or "".
