@@ -70,8 +70,10 @@ func TestBackendAuto(t *testing.T) {
 // TestRouteDrivenPeers: with peers_from: routes, a kernel route through the
 // tunnel device with a gateway (as BIRD/Calico program a kernel ipip
 // device) makes that gateway a peer; deleting the route removes it.
-func TestRouteDrivenPeers(t *testing.T) {
-	p := topo.NewPair(t, topo.PairOptions{})
+func TestRouteDrivenPeers(t *testing.T) { bothOffloads(t, routeDrivenPeersCase) }
+
+func routeDrivenPeersCase(t *testing.T, offloads bool) {
+	p := topo.NewPair(t, topo.PairOptions{Offloads: offloads})
 	la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 	cfgA := "device:\n  name: tp0\n  addresses: [10.200.1.1/24]\nencap:\n  type: ipip\nunderlay:\n  local: " + la.String() +
 		"\npeers_from: routes\nmetrics:\n  listen: \"\"\n"

@@ -331,3 +331,13 @@ func udpGSOTransfer(t *testing.T, from, to *topo.NS, dst netip.Addr, size, segs,
 		t.Fatalf("UDP GSO: %d of %d datagrams arrived as sent, %d with another size or content", r.n, want, r.bad)
 	}
 }
+
+// bothOffloads runs fn as the subtests offloads-on (the underlay veth
+// offloads at the kernel's default: partial checksums and uncut GSO
+// super-packets arrive) and offloads-off, as every interop test must.
+func bothOffloads(t *testing.T, fn func(t *testing.T, offloads bool)) {
+	t.Helper()
+	for _, offloads := range []bool{true, false} {
+		t.Run("offloads-"+onOff(offloads), func(t *testing.T) { fn(t, offloads) })
+	}
+}

@@ -29,9 +29,9 @@ type faultPair struct {
 	oa, ob netip.Prefix
 }
 
-func startFaultPair(t *testing.T, mode, encapBody string) *faultPair {
+func startFaultPair(t *testing.T, offloads bool, mode, encapBody string) *faultPair {
 	t.Helper()
-	p := topo.NewPair(t, topo.PairOptions{})
+	p := topo.NewPair(t, topo.PairOptions{Offloads: offloads})
 	f := &faultPair{p: p, oa: netip.MustParsePrefix("10.200.0.1/24"), ob: netip.MustParsePrefix("10.200.0.2/24")}
 	la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 	f.cfgB = tunneldConfig(mode, encapBody, "", lb, la, f.ob, f.oa, "", "")
@@ -105,10 +105,12 @@ var faultEncaps = []struct{ name, mode, encap string }{
 // TestPeerRestart kills B's tunneld with SIGKILL (no cleanup at all) and
 // starts a new one with the same config: A, untouched, forwards again
 // within seconds. A keeps no per-peer state that a restart could break.
-func TestPeerRestart(t *testing.T) {
+func TestPeerRestart(t *testing.T) { bothOffloads(t, peerRestartCases) }
+
+func peerRestartCases(t *testing.T, offloads bool) {
 	for _, tc := range faultEncaps {
 		t.Run(tc.name, func(t *testing.T) {
-			f := startFaultPair(t, tc.mode, tc.encap)
+			f := startFaultPair(t, offloads, tc.mode, tc.encap)
 			pidA := f.a.cmd.Process.Pid
 
 			if err := f.b.cmd.Process.Kill(); err != nil {
@@ -147,14 +149,16 @@ func TestPeerRestart(t *testing.T) {
 // returns without calling fatal, so nothing reaches Dataplane.Err. TAP
 // mode (water) sees the raw error and exits 1 as intended. The TUN subtests
 // skip with this note while the symptom lasts and pass once it is fixed.
-func TestDeviceDeleted(t *testing.T) {
+func TestDeviceDeleted(t *testing.T) { bothOffloads(t, deviceDeletedCases) }
+
+func deviceDeletedCases(t *testing.T, offloads bool) {
 	for _, tc := range []struct{ name, mode, encap string }{
 		{"tun/vxlan", "tun", "  type: vxlan\n  vni: 42\n"},
 		{"tun/gre", "tun", "  type: gre\n"},
 		{"tap/vxlan", "tap", "  type: vxlan\n  vni: 42\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := topo.NewPair(t, topo.PairOptions{})
+			p := topo.NewPair(t, topo.PairOptions{Offloads: offloads})
 			la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 			oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 			cfgA := strings.Replace(tunneldConfig(tc.mode, tc.encap, "", la, lb, oa, ob, "", ""),
@@ -218,10 +222,12 @@ func errorLines(log string) string {
 // the receive loop if that ever changes (IP_RECVERR, connected sockets,
 // another kernel); the loop itself treats ECONNREFUSED and friends as
 // transient (isTransient).
-func TestICMPErrorsDoNotStopReceive(t *testing.T) {
+func TestICMPErrorsDoNotStopReceive(t *testing.T) { bothOffloads(t, icmpErrorsCases) }
+
+func icmpErrorsCases(t *testing.T, offloads bool) {
 	for _, tc := range faultEncaps {
 		t.Run(tc.name, func(t *testing.T) {
-			f := startFaultPair(t, tc.mode, tc.encap)
+			f := startFaultPair(t, offloads, tc.mode, tc.encap)
 			if err := f.b.stop(t); err != nil {
 				t.Fatalf("stop tunneld B: %v", err)
 			}
@@ -259,14 +265,16 @@ func TestICMPErrorsDoNotStopReceive(t *testing.T) {
 
 // TestSIGTERMRemovesDevice: SIGTERM makes tunneld exit 0 within a few
 // seconds, and the device it created is gone from the namespace.
-func TestSIGTERMRemovesDevice(t *testing.T) {
+func TestSIGTERMRemovesDevice(t *testing.T) { bothOffloads(t, sigtermCases) }
+
+func sigtermCases(t *testing.T, offloads bool) {
 	for _, tc := range []struct{ name, mode, encap string }{
 		{"tun/vxlan", "tun", "  type: vxlan\n  vni: 42\n"},
 		{"tun/gre", "tun", "  type: gre\n"},
 		{"tap/vxlan", "tap", "  type: vxlan\n  vni: 42\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := startFaultPair(t, tc.mode, tc.encap)
+			f := startFaultPair(t, offloads, tc.mode, tc.encap)
 			tcpTransfer(t, f.p.A, f.p.B, f.ob.Addr(), 1<<20) // stop a daemon that has carried traffic
 			start := time.Now()
 			if err := f.a.cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -82,8 +82,10 @@ func sendUDPFrom(t *testing.T, ns *topo.NS, src netip.Addr, dst netip.AddrPort, 
 
 // TestMetrics scrapes /metrics while traffic flows: the documented series
 // exist and count, and malformed packets show up under their reasons.
-func TestMetrics(t *testing.T) {
-	p := topo.NewPair(t, topo.PairOptions{})
+func TestMetrics(t *testing.T) { bothOffloads(t, metricsCase) }
+
+func metricsCase(t *testing.T, offloads bool) {
+	p := topo.NewPair(t, topo.PairOptions{Offloads: offloads})
 	la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 	oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 	enc := "  type: vxlan\n  vni: 42\n"
@@ -154,8 +156,10 @@ func TestMetrics(t *testing.T) {
 // TestReloadKeepsTraffic pings across the tunnel while tunneld reloads 20
 // times with other peers added and removed: nothing may be lost. A broken
 // config is rejected, counted, and traffic keeps flowing.
-func TestReloadKeepsTraffic(t *testing.T) {
-	p := topo.NewPair(t, topo.PairOptions{})
+func TestReloadKeepsTraffic(t *testing.T) { bothOffloads(t, reloadCase) }
+
+func reloadCase(t *testing.T, offloads bool) {
+	p := topo.NewPair(t, topo.PairOptions{Offloads: offloads})
 	la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 	oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 	enc := "  type: gre\n  key: 3\n"

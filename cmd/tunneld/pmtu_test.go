@@ -18,6 +18,10 @@ import (
 // that size then crosses; a packet without DF crosses too (the outer
 // packet is fragmented).
 func TestPathMTU(t *testing.T) {
+	bothOffloads(t, pathMTUCases)
+}
+
+func pathMTUCases(t *testing.T, offloads bool) {
 	for _, tc := range []struct {
 		name, mode, encap string
 		inner6            bool
@@ -29,7 +33,7 @@ func TestPathMTU(t *testing.T) {
 		{"gre/ipv6", "tun", "  type: gre\n", true, 1376},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := topo.NewPair(t, topo.PairOptions{MTU: 1400})
+			p := topo.NewPair(t, topo.PairOptions{MTU: 1400, Offloads: offloads})
 			la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 			oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 			if tc.inner6 {

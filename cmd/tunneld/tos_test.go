@@ -17,6 +17,10 @@ import (
 // follows ttl. Checked on frames captured on the underlay and decoded by
 // gopacket.
 func TestOuterHeaderFields(t *testing.T) {
+	bothOffloads(t, outerHeaderCases)
+}
+
+func outerHeaderCases(t *testing.T, offloads bool) {
 	for _, tc := range []struct {
 		name, encap      string
 		wantTOS, wantTTL uint8
@@ -27,7 +31,7 @@ func TestOuterHeaderFields(t *testing.T) {
 		{"ipip/ttl-20", "  type: ipip\n  ttl: 20\n", 0xb8, 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := topo.NewPair(t, topo.PairOptions{})
+			p := topo.NewPair(t, topo.PairOptions{Offloads: offloads})
 			la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 			oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 			startTunneld(t, p.A, "tp0", tunneldConfig("tun", tc.encap, "", la, lb, oa, ob, "", ""))
