@@ -1,5 +1,7 @@
 // Package flannel makes tunneld a flannel node: the cluster control input
-// of DESIGN.md ("Control inputs" 3), for the etcd subnet manager.
+// of DESIGN.md ("Control inputs" 3), for both of flannel's subnet
+// managers, etcd ([Join], [Member]) and Kubernetes ([JoinKube],
+// [KubeMember]).
 //
 // It owns, for one node:
 //   - reading flannel's network config (<prefix>/config: Network,
@@ -28,7 +30,24 @@
 // last snapshot, reconnects with backoff and resyncs (list, then watch),
 // so only peers that are really gone are dropped.
 //
-// What it does not own: the data plane (it hands peers to the caller), the
-// device (created by the data plane with the address from the lease), and
-// Kubernetes' subnet manager (not yet).
+// With the Kubernetes subnet manager (kube.go) the node's subnet is its
+// Node's spec.podCIDR(s), its lease the annotations flanneld publishes
+// (flannel.alpha.coreos.com/backend-type, backend-data, public-ip,
+// kube-subnet-manager: PATCHed on nodes/status, the only write flanneld's
+// RBAC grants), and its peers the other Nodes' annotations, read through a
+// client-go informer ([NodeLease] parses one Node). Once the device is up,
+// Run sets the Node's NetworkUnavailable condition to False as flanneld
+// does. A Node deleted or stripped of its annotations drops its peer; a
+// Node whose annotations do not parse is logged, counted and keeps its
+// last good lease; while the API server is away the informer keeps the
+// last state and lists again when it returns. The VtepMAC already
+// published is reused unless device.mac is set, so the other nodes'
+// neighbour entries survive a restart or a switch from flanneld.
+//
+// Shared by both: the debouncer that turns bursts into one snapshot, the
+// retry with backoff, the once-per-lease log of ignored leases
+// (debounce.go).
+//
+// What it does not own: the data plane (it hands peers to the caller) and
+// the device (created by the data plane with the address from the lease).
 package flannel

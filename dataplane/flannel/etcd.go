@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"k8s.io/client-go/rest"
 
 	"tunnelplane/dataplane/config"
 )
@@ -57,6 +58,17 @@ type Options struct {
 	Debounce time.Duration
 	Log      *slog.Logger
 	Stats    *Stats // optional; counters shared with the caller
+
+	// The Kubernetes subnet manager's (JoinKube): the client config
+	// (RESTConfig if set, else the Kubeconfig file, else the in-cluster
+	// config), this node's Node, and flannel's network config file.
+	Kubeconfig  string
+	RESTConfig  *rest.Config
+	NodeName    string
+	NetConfPath string
+	// VtepMACSet says the operator chose VtepMAC (device.mac); without it
+	// JoinKube reuses the VtepMAC the Node's annotation already carries.
+	VtepMACSet bool
 }
 
 // Stats counts what the node saw; the caller exports it. All fields are
@@ -84,8 +96,8 @@ type Member struct {
 	listed    map[string]Lease
 	listedRev int64
 
-	mu       sync.Mutex
-	warnedIP map[string]string // subnet key -> backend type logged as ignored
+	mu      sync.Mutex // guards leaseID
+	ignored ignoredNotes
 }
 
 // Network is the network config read at Join.
@@ -122,7 +134,7 @@ func Join(ctx context.Context, opt Options) (*Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flannel: etcd client: %w", err)
 	}
-	m := &Member{opt: opt, cli: cli, log: opt.Log.With("subnet_manager", "etcd"), st: opt.Stats, warnedIP: map[string]string{}}
+	m := &Member{opt: opt, cli: cli, log: opt.Log.With("subnet_manager", "etcd"), st: opt.Stats}
 	start := time.Now()
 	if err := m.join(ctx); err != nil {
 		cli.Close()
@@ -136,37 +148,11 @@ func Join(ctx context.Context, opt Options) (*Member, error) {
 // Close closes the etcd client. The lease is left to its TTL.
 func (m *Member) Close() error { return m.cli.Close() }
 
-// retry runs f until it succeeds, fails permanently, or ctx is done,
-// sleeping with exponential backoff between transient failures.
+// retry runs f with backoff until it succeeds, fails permanently, or ctx
+// is done.
 func (m *Member) retry(ctx context.Context, what string, f func(ctx context.Context) error) error {
-	wait := minBackoff
-	for {
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := f(rctx)
-		cancel()
-		var perm permanent
-		switch {
-		case err == nil:
-			return nil
-		case errors.As(err, &perm):
-			return perm.err
-		case ctx.Err() != nil:
-			return fmt.Errorf("flannel: %s: %w (last error: %v)", what, ctx.Err(), err)
-		}
-		m.log.Warn("etcd request failed; retrying", "what", what, "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("flannel: %s: %w (last error: %v)", what, ctx.Err(), err)
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, maxBackoff)
-	}
+	return retry(ctx, m.log, "etcd request failed; retrying", what, f)
 }
-
-// permanent marks an error retry must not retry.
-type permanent struct{ err error }
-
-func (p permanent) Error() string { return p.err.Error() }
 
 func (m *Member) join(ctx context.Context) error {
 	cfgKey := path.Join(m.opt.Prefix, "config")
@@ -345,7 +331,7 @@ func (m *Member) Run(ctx context.Context, fn func([]config.Peer)) error {
 			all = append(all, l)
 		}
 		peers, ignored := Peers(all, m.subnet, m.opt.PublicIP, m.opt.Backend)
-		m.noteIgnored(ignored)
+		m.ignored.note(ignored, m.opt.PublicIP.String(), m.opt.Backend, m.st, m.log)
 		if last != nil && peersEqual(peers, last) {
 			return
 		}
@@ -358,13 +344,8 @@ func (m *Member) Run(ctx context.Context, fn func([]config.Peer)) error {
 	}
 	report()
 
-	debounce := m.opt.Debounce
-	if debounce <= 0 {
-		debounce = DefaultDebounce
-	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var dirtySince time.Time
+	db := newDebouncer(m.opt.Debounce)
+	defer db.stop()
 	wait := minBackoff
 	for {
 		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -378,8 +359,8 @@ func (m *Member) Run(ctx context.Context, fn func([]config.Peer)) error {
 			case err := <-renewErr:
 				wcancel()
 				return err
-			case <-timer.C:
-				dirtySince = time.Time{}
+			case <-db.c():
+				db.fired()
 				report()
 			case wr, ok := <-wch:
 				if !ok || wr.Err() != nil || wr.Canceled {
@@ -398,15 +379,7 @@ func (m *Member) Run(ctx context.Context, fn func([]config.Peer)) error {
 					rev = max(rev, ev.Kv.ModRevision)
 				}
 				if len(wr.Events) > 0 {
-					now := time.Now()
-					if dirtySince.IsZero() {
-						dirtySince = now
-					}
-					d := debounce
-					if left := maxDelay - now.Sub(dirtySince); left < d {
-						d = max(left, 0)
-					}
-					timer.Reset(d)
+					db.poke()
 				}
 			}
 		}
@@ -439,8 +412,7 @@ func (m *Member) Run(ctx context.Context, fn func([]config.Peer)) error {
 				}
 			}
 			m.log.Info("etcd resynced", "leases", len(leases), "rev", rev)
-			timer.Stop()
-			dirtySince = time.Time{}
+			db.reset()
 			report()
 			break
 		}
@@ -532,26 +504,6 @@ func (m *Member) renewLoop(ctx context.Context) error {
 		}
 		m.st.Renewals.Add(1)
 		m.log.Debug("flannel lease renewed", "subnet", m.subnet, "ttl", ttl)
-	}
-}
-
-// noteIgnored logs each lease of another backend once per key and type,
-// and counts every one.
-func (m *Member) noteIgnored(ignored []Lease) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, l := range ignored {
-		k := SubnetKey(l.Subnet)
-		if m.warnedIP[k] == l.Backend()+"/"+l.PublicIP.String() {
-			continue
-		}
-		m.warnedIP[k] = l.Backend() + "/" + l.PublicIP.String()
-		m.st.IgnoredLeases.Add(1)
-		if l.PublicIP == m.opt.PublicIP {
-			m.log.Warn("flannel lease with this node's PublicIP under another subnet ignored (stale)", "subnet", l.Subnet)
-		} else {
-			m.log.Warn("flannel lease of another backend ignored", "subnet", l.Subnet, "public_ip", l.PublicIP, "backend", l.Backend(), "ours", m.opt.Backend)
-		}
 	}
 }
 

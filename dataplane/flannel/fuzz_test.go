@@ -4,6 +4,9 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // FuzzParseLease feeds arbitrary keys and values to the lease parser: it
@@ -56,6 +59,33 @@ func FuzzParseNetworkConfig(f *testing.F) {
 		}
 		if _, err := Allocate(nc, nil, nil); err != nil {
 			t.Fatalf("no subnet in %+v: %v", nc, err)
+		}
+	})
+}
+
+// FuzzNodeLease feeds a Node's annotations and podCIDRs from the fuzzer:
+// NodeLease never panics, and a lease it accepts is one the peer table
+// can use.
+func FuzzNodeLease(f *testing.F) {
+	f.Add("true", "vxlan", `{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:02"}`, "10.99.0.2", "10.244.2.0/24", "")
+	f.Add("true", "ipip", "null", "10.99.0.2", "fd00::/64", "10.244.2.0/24")
+	f.Add("false", "", "", "", "", "")
+	f.Fuzz(func(t *testing.T, managed, typ, data, ip, cidr1, cidr2 string) {
+		n := &v1.Node{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
+			AnnotationKubeManaged: managed, AnnotationBackendType: typ, AnnotationBackendData: data, AnnotationPublicIP: ip,
+		}}, Spec: v1.NodeSpec{PodCIDR: cidr1}}
+		if cidr2 != "" {
+			n.Spec.PodCIDRs = []string{cidr1, cidr2}
+		}
+		l, ok, err := NodeLease(n)
+		if err != nil || !ok {
+			return
+		}
+		if !l.Subnet.IsValid() || !l.Subnet.Addr().Is4() || l.Subnet.Masked() != l.Subnet || !l.PublicIP.Is4() {
+			t.Fatalf("accepted lease %+v", l)
+		}
+		if l.Backend() == BackendVXLAN && (!l.HasVtepMAC || l.VtepMAC[0]&1 != 0) {
+			t.Fatalf("vxlan lease without a unicast VtepMAC: %+v", l)
 		}
 	})
 }

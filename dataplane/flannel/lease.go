@@ -271,27 +271,53 @@ func ParseLease(key string, value []byte) (Lease, error) {
 	if err := json.Unmarshal(value, &raw); err != nil {
 		return Lease{}, fmt.Errorf("%w: %s: value is not lease JSON: %v", ErrMalformed, sn, err)
 	}
-	l := Lease{Subnet: sn, BackendType: raw.BackendType}
-	a, err := netip.ParseAddr(raw.PublicIP)
+	return leaseOf(sn, raw.PublicIP, raw.BackendType, raw.BackendData)
+}
+
+// leaseOf checks a lease's attributes, wherever they were stored (an etcd
+// value, a Node's annotations): the same rules for both subnet managers.
+func leaseOf(sn netip.Prefix, publicIP, backendType string, backendData []byte) (Lease, error) {
+	l := Lease{Subnet: sn, BackendType: backendType}
+	a, err := netip.ParseAddr(publicIP)
 	switch {
 	case err != nil || !a.Is4():
-		return Lease{}, fmt.Errorf("%w: %s: PublicIP %q is not an IPv4 address", ErrMalformed, sn, raw.PublicIP)
+		return Lease{}, fmt.Errorf("%w: %s: PublicIP %q is not an IPv4 address", ErrMalformed, sn, publicIP)
 	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		return Lease{}, fmt.Errorf("%w: %s: PublicIP %s is not a unicast address", ErrMalformed, sn, a)
 	}
 	l.PublicIP = a
 	if l.Backend() == BackendVXLAN {
-		var d vxlanData
-		if len(raw.BackendData) == 0 || json.Unmarshal(raw.BackendData, &d) != nil {
-			return Lease{}, fmt.Errorf("%w: %s: vxlan lease without BackendData {VNI, VtepMAC}", ErrMalformed, sn)
+		mac, vni, err := parseVXLANData(backendData)
+		if err != nil {
+			return Lease{}, fmt.Errorf("%w: %s: %v", ErrMalformed, sn, err)
 		}
-		hw, err := net.ParseMAC(d.VtepMAC)
-		if err != nil || len(hw) != 6 || hw[0]&1 != 0 || [6]byte(hw) == [6]byte{} {
-			return Lease{}, fmt.Errorf("%w: %s: VtepMAC %q is not a unicast MAC address", ErrMalformed, sn, d.VtepMAC)
-		}
-		l.VNI, l.VtepMAC, l.HasVtepMAC = d.VNI, [6]byte(hw), true
+		l.VNI, l.VtepMAC, l.HasVtepMAC = vni, mac, true
 	}
 	return l, nil
+}
+
+// parseVXLANData parses a vxlan lease's backend data, {"VNI":1,
+// "VtepMAC":"aa:bb:cc:dd:ee:ff"}; the MAC must be unicast.
+func parseVXLANData(data []byte) (mac [6]byte, vni int, err error) {
+	var d vxlanData
+	if len(data) == 0 || json.Unmarshal(data, &d) != nil {
+		return mac, 0, errors.New("vxlan lease without BackendData {VNI, VtepMAC}")
+	}
+	hw, err := net.ParseMAC(d.VtepMAC)
+	if err != nil || len(hw) != 6 || hw[0]&1 != 0 || [6]byte(hw) == [6]byte{} {
+		return mac, 0, fmt.Errorf("VtepMAC %q is not a unicast MAC address", d.VtepMAC)
+	}
+	return [6]byte(hw), d.VNI, nil
+}
+
+// backendData is the backend data flanneld publishes for the backend: for
+// vxlan {"VNI":1,"VtepMAC":"..."}, for the others "null" (what its kube
+// subnet manager writes into the backend-data annotation).
+func backendData(backend string, vni int, mac [6]byte) string {
+	if backend != BackendVXLAN {
+		return "null"
+	}
+	return fmt.Sprintf(`{"VNI":%d,"VtepMAC":%q}`, vni, net.HardwareAddr(mac[:]).String())
 }
 
 // EncodeLease is the value flanneld writes for a node's lease with the
@@ -304,7 +330,7 @@ func EncodeLease(publicIP netip.Addr, backend string, vni int, mac [6]byte) []by
 	switch backend {
 	case BackendUDP:
 	case BackendVXLAN:
-		fmt.Fprintf(&b, `,"BackendType":"vxlan","BackendData":{"VNI":%d,"VtepMAC":%q}`, vni, net.HardwareAddr(mac[:]).String())
+		fmt.Fprintf(&b, `,"BackendType":"vxlan","BackendData":%s`, backendData(backend, vni, mac))
 	default:
 		fmt.Fprintf(&b, `,"BackendType":%q`, backend)
 	}
