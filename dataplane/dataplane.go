@@ -1,10 +1,9 @@
 package dataplane
 
 import (
-	"io"
+	"fmt"
 	"log/slog"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,14 +24,13 @@ const (
 )
 
 // Dataplane forwards between one device and the underlay. It owns its
-// goroutines, its device queues and its sockets; Close is the single place
-// that stops them.
+// goroutines and the parts it was given (device queues, sockets); Close is
+// the single place that stops them.
 type Dataplane struct {
 	cfg        *config.Config
 	log        *slog.Logger
 	queues     []*queueSet
-	undoDev    func()
-	closers    []io.Closer // sockets and device queues, closed by Close
+	parts      Parts // closed and undone by Close
 	bufs       *buffers
 	tun        *tunnel
 	dport      uint16 // underlay destination port (0 for raw IP)
@@ -53,66 +51,77 @@ type Dataplane struct {
 	errc      chan error
 }
 
-// New opens the device queues and the underlay sockets described by cfg
-// and builds the peer table. It does not forward until Start.
-func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
+// Parts are what a data plane forwards between, opened by its owner and
+// handed to New (Open opens the real ones for a config). From New on they
+// belong to the data plane: Close closes them, and New does on an error.
+type Parts struct {
+	// Devices are the queues of the overlay device, one pipeline each.
+	// All are queues of one device: the first says which offloads they
+	// take (device.Offloads).
+	Devices []device.Device
+	// Underlay is the sockets: Queues[i] serves Devices[i]; its Closers
+	// are closed before the devices.
+	Underlay underlay.Sockets
+	// Network is the routes and path-MTU side. Nil leaves routes alone
+	// and takes the configured underlay MTU as every peer's path MTU.
+	Network Network
+	// Undo, when set, runs last in Close: it removes what opening the
+	// parts added to the system (addresses on a device that existed).
+	Undo func()
+}
+
+// Network is the data plane's network-config side (netcfg over netlink
+// for a real device), used only on the control path (SetPeers).
+type Network interface {
+	// PathMTUs sets mtus[i] to the path MTU toward remotes[i], at most
+	// limit; len(mtus) >= len(remotes). It is called once per change, for
+	// the peers that change added.
+	PathMTUs(remotes []netip.Addr, limit int, mtus []int)
+	// SyncRoutes points the prefixes of want (in any order, duplicates
+	// allowed; it may reorder want) through the device and removes those
+	// of had (what the last call returned) that want no longer has. It
+	// returns the routes of ours now present, also on an error.
+	SyncRoutes(want, had []netip.Prefix) ([]netip.Prefix, error)
+}
+
+// New builds a data plane for cfg over parts, with the peer table of
+// cfg's peers. It does not forward until Start.
+func New(cfg *config.Config, parts Parts, log *slog.Logger) (*Dataplane, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	d := &Dataplane{
 		cfg:   cfg,
 		log:   log,
+		parts: parts,
 		tun:   newTunnel(cfg),
 		done:  make(chan struct{}),
 		errc:  make(chan error, 4),
 		start: time.Now(),
 	}
+	n := len(parts.Devices)
+	if n == 0 || len(parts.Underlay.Queues) != n {
+		d.Close()
+		return nil, fmt.Errorf("dataplane: %d device queues and %d underlay queues (want as many, at least one)", n, len(parts.Underlay.Queues))
+	}
 	d.direct = cfg.Pipeline != "rings"
 	d.tosInherit = cfg.Encap.TOS < 0
 	d.bufs = newBuffers(max(cfg.Underlay.MTU, cfg.Device.MTU+encap.EthernetLen) + 64)
-	n := cfg.Queues
-	if n <= 0 {
-		n = runtime.NumCPU()
-	}
-	for i := range n {
+	for i, dev := range parts.Devices {
 		d.queues = append(d.queues, &queueSet{
-			id:  i,
-			txq: newQueue(ring.NewMPMC[packet](ringSize)),
-			rxq: newQueue(ring.NewSPSC[packet](rxRingSize)),
+			id:   i,
+			dev:  dev,
+			recv: parts.Underlay.Queues[i].Recv,
+			send: parts.Underlay.Queues[i].Send,
+			txq:  newQueue(ring.NewMPMC[packet](ringSize)),
+			rxq:  newQueue(ring.NewSPSC[packet](rxRingSize)),
 		})
-	}
-	socks, err := underlay.Open(underlay.Options{
-		Local:    cfg.Underlay.Local,
-		RawProto: d.tun.rawProto(),
-		Port:     cfg.Encap.Port,
-		Offload:  cfg.Offload != "off",
-		TTL:      cfg.Encap.TTL,
-		TOS:      cfg.Encap.TOS,
-		DF:       cfg.Encap.DF,
-		Batch:    128,
-	}, n, log)
-	if err != nil {
-		return nil, err
-	}
-	d.closers = append(d.closers, socks.Closers...)
-	for i, q := range d.queues {
-		q.recv, q.send = socks.Queues[i].Recv, socks.Queues[i].Send
 	}
 	if d.tun.rawProto() == 0 {
 		d.dport = cfg.Encap.Port
 	}
-	d.gso.Store(socks.GSO)
-	devs, undo, err := openDevice(cfg, n)
-	if err != nil {
-		d.closeAll()
-		return nil, err
-	}
-	d.undoDev = undo
-	d.devGSO, d.devUSO = device.Offloads(devs[0])
-	for i, dev := range devs {
-		d.queues[i].dev = dev
-		d.closers = append(d.closers, dev)
-	}
+	d.gso.Store(parts.Underlay.GSO)
+	d.devGSO, d.devUSO = device.Offloads(parts.Devices[0])
 	if err := d.SetPeers(PeersFromConfig(cfg)); err != nil {
 		d.Close()
 		return nil, err
@@ -121,9 +130,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
 	return d, nil
 }
 
-func (d *Dataplane) closeAll() {
-	for _, c := range d.closers {
+// closeParts closes the sockets, then the device queues.
+func (d *Dataplane) closeParts() {
+	for _, c := range d.parts.Underlay.Closers {
 		c.Close()
+	}
+	for _, dev := range d.parts.Devices {
+		dev.Close()
 	}
 }
 

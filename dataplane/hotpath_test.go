@@ -11,10 +11,9 @@ import (
 	"tunnelplane/dataplane/config"
 	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/device/devicetest"
-	"tunnelplane/dataplane/stats"
+	"tunnelplane/dataplane/underlay"
 	"tunnelplane/dataplane/underlay/underlaytest"
 	"tunnelplane/encap"
-	"tunnelplane/ring"
 )
 
 // The in-process hot path with fake devices and sockets: the real
@@ -39,8 +38,8 @@ peers:
     mac: 02:00:00:00:02:02
 `
 
-// newTestDataplane builds a data plane around fakes, without devices,
-// sockets or netlink.
+// newTestDataplane builds a data plane around fakes (New with one device
+// queue and its socket, no Network), without devices, sockets or netlink.
 func newTestDataplane(tb testing.TB, pipeline string, dev device.Device, conn *underlaytest.Fake) (*Dataplane, *queueSet) {
 	tb.Helper()
 	return newTestDataplaneWith(tb, benchConfig, pipeline, dev, conn)
@@ -54,22 +53,17 @@ func newTestDataplaneWith(tb testing.TB, yaml, pipeline string, dev device.Devic
 		tb.Fatal(err)
 	}
 	cfg.Pipeline = pipeline
-	d := &Dataplane{
-		cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tun: newTunnel(cfg),
-		done: make(chan struct{}), errc: make(chan error, 4), start: time.Now(),
-		direct: pipeline != "rings", dport: cfg.Encap.Port,
+	d, err := New(cfg, Parts{
+		Devices:  []device.Device{dev},
+		Underlay: underlay.Sockets{Queues: []underlay.Queue{{Recv: conn, Send: conn}}, GSO: true},
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		tb.Fatal(err)
 	}
-	d.gso.Store(true)
-	d.bufs = newBuffersN(cfg.Underlay.MTU+64, testPoolSmall, testPoolLarge)
-	q := &queueSet{dev: dev, recv: conn, send: conn,
-		txq: newQueue(ring.NewMPMC[packet](ringSize)), rxq: newQueue(ring.NewSPSC[packet](rxRingSize))}
-	d.queues = []*queueSet{q}
-	peers := PeersFromConfig(cfg)
-	for _, p := range peers {
-		p.stats, p.pathMTU = new(stats.PeerStats), cfg.Underlay.MTU
+	if testPoolSmall != smallBuffers || testPoolLarge != largeBuffers {
+		d.bufs = newBuffersN(cfg.Underlay.MTU+64, testPoolSmall, testPoolLarge)
 	}
-	d.table.Store(NewTable(peers))
-	return d, q
+	return d, d.queues[0]
 }
 
 // Pool sizes for newTestDataplane; a test may shrink them.

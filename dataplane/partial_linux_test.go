@@ -202,7 +202,6 @@ func ingressOnceGSO(t *testing.T, ec encapCase, dev device.Device, dgram []byte,
 	t.Helper()
 	conn := &underlaytest.Fake{Dgram: dgram, From: netip.MustParseAddrPort("10.99.0.1:4789"), Left: 1, GSO: gso}
 	d, q := newTestDataplaneWith(t, partialConfig(ec.mode, ec.body, ec.v4only, ec.v6only), "direct", dev, conn)
-	d.devGSO, d.devUSO = device.Offloads(dev)
 	d.wg.Add(1)
 	d.routineUnderlayReader(q) // returns when the fake socket reports closed
 	if d.bufs.small.Free() != d.bufs.small.Cap() || d.bufs.large.Free() != d.bufs.large.Cap() {

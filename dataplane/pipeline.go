@@ -70,15 +70,16 @@ func (d *Dataplane) Start() {
 // socket broke). The owner should log it and Close.
 func (d *Dataplane) Err() <-chan error { return d.errc }
 
-// Close stops the pipeline, closes the socket and the device, and removes
-// what New added to the system. It is safe to call more than once.
+// Close stops the pipeline, closes the sockets and the device queues,
+// and removes what opening them added to the system (Parts.Undo). It is
+// safe to call more than once.
 func (d *Dataplane) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.done)
-		d.closeAll()
+		d.closeParts()
 		d.wg.Wait()
-		if d.undoDev != nil {
-			d.undoDev()
+		if d.parts.Undo != nil {
+			d.parts.Undo()
 		}
 	})
 	return nil

@@ -3,23 +3,18 @@ package dataplane
 import (
 	"net/netip"
 
-	"tunnelplane/dataplane/netcfg"
 	"tunnelplane/dataplane/stats"
 )
 
 // setPeers is SetPeersRouted with d.ctl held. A change costs what it
 // changes: a peer whose remote the current table already has keeps its
-// counters and its path MTU (no netlink lookup), and only routes that are
-// new or gone are written to the kernel. The snapshot itself is rebuilt in
-// memory, which is cheap next to a system call per peer.
+// counters and its path MTU (no lookup), the new ones are looked up in
+// one Network.PathMTUs call, and only routes that are new or gone are
+// written to the kernel. The snapshot itself is rebuilt in memory, which
+// is cheap next to a system call per peer.
 func (d *Dataplane) setPeers(peers []*Peer, routesOwned map[netip.Prefix]bool) error {
 	old := d.table.Load()
-	var pm *netcfg.PathMTUs // opened on the first new peer; one socket for all lookups
-	defer func() {
-		if pm != nil {
-			pm.Close()
-		}
-	}()
+	var added []*Peer
 	for _, p := range peers {
 		if old != nil {
 			if op := old.PeerByRemote(p.Remote); op != nil {
@@ -27,14 +22,54 @@ func (d *Dataplane) setPeers(peers []*Peer, routesOwned map[netip.Prefix]bool) e
 				continue
 			}
 		}
-		p.stats = new(stats.PeerStats)
-		if pm == nil {
-			pm = netcfg.NewPathMTUs()
+		p.stats, p.pathMTU = new(stats.PeerStats), d.cfg.Underlay.MTU
+		added = append(added, p)
+	}
+	if nw := d.parts.Network; nw != nil && len(added) > 0 {
+		remotes, mtus := make([]netip.Addr, len(added)), make([]int, len(added))
+		for i, p := range added {
+			remotes[i] = p.Remote
 		}
-		p.pathMTU = pm.Lookup(p.Remote, d.cfg.Underlay.MTU)
+		nw.PathMTUs(remotes, d.cfg.Underlay.MTU, mtus)
+		for i, p := range added {
+			p.pathMTU = mtus[i]
+		}
 	}
 	d.table.Store(NewTable(peers))
 	var err error
-	d.routes, err = syncRoutes(d.cfg, peers, d.routes, routesOwned)
+	d.routes, err = d.syncRoutes(peers, routesOwned)
 	return err
+}
+
+// syncRoutes points the peers' prefixes that the device's own subnets do
+// not already cover, and that no routing daemon owns (owned), at the
+// device, and removes the routes it added before (d.routes) for prefixes
+// no peer has any more (Network.SyncRoutes). Without a Network there are
+// no routes to keep.
+func (d *Dataplane) syncRoutes(peers []*Peer, owned map[netip.Prefix]bool) ([]netip.Prefix, error) {
+	nw := d.parts.Network
+	if nw == nil {
+		return nil, nil
+	}
+	want := make([]netip.Prefix, 0, len(d.routes)+8)
+	for _, p := range peers {
+		for _, pfx := range p.Prefixes {
+			pfx = pfx.Masked()
+			if !d.coveredByDevice(pfx) && !owned[pfx] {
+				want = append(want, pfx)
+			}
+		}
+	}
+	return nw.SyncRoutes(want, d.routes)
+}
+
+// coveredByDevice reports whether one of the device's own subnets holds
+// pfx (the kernel routes those already).
+func (d *Dataplane) coveredByDevice(pfx netip.Prefix) bool {
+	for _, a := range d.cfg.Device.Addresses {
+		if a.Bits() <= pfx.Bits() && a.Masked().Contains(pfx.Addr()) {
+			return true
+		}
+	}
+	return false
 }

@@ -64,7 +64,7 @@ func openBackend(cfg *config.Config, log *slog.Logger) (backend, *dataplane.Data
 		log.Info("backend chosen", "backend", "userspace", "configured", cfg.Backend, "encap", cfg.Encap.Type,
 			"why", "the kernel cannot create this link type")
 	}
-	dp, err := dataplane.New(cfg, log)
+	dp, err := dataplane.Open(cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}

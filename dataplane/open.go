@@ -1,0 +1,115 @@
+package dataplane
+
+import (
+	"log/slog"
+	"net/netip"
+	"runtime"
+
+	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/device"
+	"tunnelplane/dataplane/netcfg"
+	"tunnelplane/dataplane/underlay"
+)
+
+// RouteProtocol marks the routes tunneld adds (netcfg.RouteProtocol).
+const RouteProtocol = netcfg.RouteProtocol
+
+// Open opens the real parts cfg describes and builds a data plane over
+// them (New): the underlay sockets (underlay.Open), the device with its
+// queues (device.Open), brought up with its addresses and MTU
+// (netcfg.Configure), and netcfg for routes and path MTU. Where the
+// platform has none of these, it says "not supported".
+func Open(cfg *config.Config, log *slog.Logger) (*Dataplane, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	parts, err := openParts(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg, parts, log)
+}
+
+// openParts opens what Open hands to New. On an error it closes what it
+// opened.
+func openParts(cfg *config.Config, log *slog.Logger) (Parts, error) {
+	n := cfg.Queues
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	t := newTunnel(cfg)
+	socks, err := underlay.Open(underlay.Options{
+		Local:    cfg.Underlay.Local,
+		RawProto: t.rawProto(),
+		Port:     cfg.Encap.Port,
+		Offload:  cfg.Offload != "off",
+		TTL:      cfg.Encap.TTL,
+		TOS:      cfg.Encap.TOS,
+		DF:       cfg.Encap.DF,
+		Batch:    128,
+	}, n, log)
+	if err != nil {
+		return Parts{}, err
+	}
+	devs, undo, err := openDevice(cfg, n)
+	if err != nil {
+		for _, c := range socks.Closers {
+			c.Close()
+		}
+		return Parts{}, err
+	}
+	return Parts{Devices: devs, Underlay: *socks, Network: deviceNetwork(cfg.Device.Name), Undo: undo}, nil
+}
+
+// openDevice opens the configured device with n queues (device.Open) and
+// brings it up with its addresses and MTU (netcfg.Configure). The
+// returned undo removes what this call added to a device that existed
+// before; a device it created goes away when its queues close.
+func openDevice(cfg *config.Config, n int) ([]device.Device, func(), error) {
+	existed := netcfg.LinkExists(cfg.Device.Name)
+	devs, err := device.Open(device.Config{
+		Name:     cfg.Device.Name,
+		TAP:      cfg.Device.Mode == config.ModeTAP,
+		MTU:      cfg.Device.MTU,
+		Offload:  cfg.Offload != "off",
+		Fallback: cfg.Offload == "auto",
+	}, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	undo, err := netcfg.Configure(netcfg.Link{
+		Name:      cfg.Device.Name,
+		MTU:       cfg.Device.MTU,
+		TAP:       cfg.Device.Mode == config.ModeTAP,
+		MAC:       cfg.Device.MAC,
+		Addresses: cfg.Device.Addresses,
+	}, existed)
+	if err != nil {
+		for _, d := range devs {
+			d.Close()
+		}
+		return nil, nil, err
+	}
+	return devs, undo, nil
+}
+
+// deviceNetwork is the Network of the device named so: netcfg over
+// netlink.
+type deviceNetwork string
+
+var _ Network = deviceNetwork("")
+
+// PathMTUs looks the remotes up over one netlink socket
+// (netcfg.PathMTUs).
+func (n deviceNetwork) PathMTUs(remotes []netip.Addr, limit int, mtus []int) {
+	pm := netcfg.NewPathMTUs()
+	defer pm.Close()
+	for i, r := range remotes {
+		mtus[i] = pm.Lookup(r, limit)
+	}
+}
+
+// SyncRoutes writes only the difference (netcfg.SyncRoutes).
+func (n deviceNetwork) SyncRoutes(want, had []netip.Prefix) ([]netip.Prefix, error) {
+	return netcfg.SyncRoutes(string(n), want, had)
+}
