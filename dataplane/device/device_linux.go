@@ -138,29 +138,12 @@ func steerQueues(dev Device, l2 int32) error {
 // IFF_VNET_HDR, and wireguard-go's tun then turns on TSO/USO and splits and
 // coalesces super-packets; without, every packet is one MTU-sized read.
 func openTUNQueue(name string, mtu int, offload, multi bool) (Device, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	flags := uint16(unix.IFF_TUN)
 	if offload {
 		flags |= unix.IFF_VNET_HDR
 	}
-	if multi {
-		flags |= unix.IFF_MULTI_QUEUE
-	}
-	ifr.SetUint16(flags)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("TUNSETIFF: %w", err)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
+	fd, _, err := openQueueFD(name, flags, multi)
+	if err != nil {
 		return nil, err
 	}
 	td, err := tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
@@ -168,6 +151,37 @@ func openTUNQueue(name string, mtu int, offload, multi bool) (Device, error) {
 		return nil, err
 	}
 	return wrapVnetTUN(td), nil
+}
+
+// openQueueFD opens one queue of the TUN or TAP device name (created if
+// it does not exist) with flags (IFF_TUN or IFF_TAP, IFF_VNET_HDR) and
+// IFF_NO_PI, IFF_MULTI_QUEUE when multi, non-blocking for the netpoller.
+// It returns the queue's descriptor and the device's name as the kernel
+// has it.
+func openQueueFD(name string, flags uint16, multi bool) (int, string, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, "", err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return -1, "", err
+	}
+	flags |= unix.IFF_NO_PI
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	ifr.SetUint16(flags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return -1, "", fmt.Errorf("TUNSETIFF: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, "", err
+	}
+	return fd, ifr.Name(), nil
 }
 
 // deviceFile returns the file of a device queue, or nil.

@@ -129,40 +129,22 @@ type vnetTAP struct {
 // openVnetTAP opens one queue of TAP device name with the virtio header
 // and TCP (and, where the kernel has it, UDP) segmentation offload.
 func openVnetTAP(name string, multi bool) (*vnetTAP, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	fd, ifname, err := openQueueFD(name, unix.IFF_TAP|unix.IFF_VNET_HDR, multi)
 	if err != nil {
 		return nil, err
-	}
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-	if multi {
-		flags |= unix.IFF_MULTI_QUEUE
-	}
-	ifr.SetUint16(flags)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("TUNSETIFF: %w", err)
 	}
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunOffloadsTCP); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("TUNSETOFFLOAD: %w", err)
 	}
 	uso := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunOffloadsTCP|tunOffloadsUDP) == nil // Linux 6.2 and later
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
 	f := os.NewFile(uintptr(fd), "/dev/net/tun")
 	r, err := newVnetReader(f, 14)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	return &vnetTAP{f: f, name: ifr.Name(), r: r, uso: uso}, nil
+	return &vnetTAP{f: f, name: ifname, r: r, uso: uso}, nil
 }
 
 func (t *vnetTAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
