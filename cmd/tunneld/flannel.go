@@ -5,27 +5,40 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"os/signal"
 	"syscall"
+
+	"k8s.io/klog/v2"
 
 	"tunnelplane/dataplane/config"
 	"tunnelplane/dataplane/flannel"
 )
 
+// flannelMember is a node's membership with either subnet manager.
+type flannelMember interface {
+	Network() flannel.NetworkConfig
+	Subnet() netip.Prefix
+	Run(ctx context.Context, fn func([]config.Peer)) error
+	Close() error
+}
+
 // flannelNode is tunneld as a flannel node (peers_from: flannel): the
 // lease acquired before the device exists, then the watch that feeds the
 // service loop with peer snapshots.
 type flannelNode struct {
-	m     *flannel.Member
+	m     flannelMember
 	stats *flannel.Stats
 	log   *slog.Logger
 	peers chan []config.Peer // newest snapshot only
 	errc  chan error
 }
 
-// joinFlannel acquires the node's lease and gives the device the first
+// joinFlannel acquires the node's lease (etcd) or reads its Node and
+// publishes its annotations (kube), and gives the device the first
 // address of its subnet as a /32, as flannel gives flannel.1. It returns
-// nil without peers_from: flannel. SIGINT and SIGTERM end a wait for etcd.
+// nil without peers_from: flannel. SIGINT and SIGTERM end a wait for etcd
+// or the API server.
 func joinFlannel(cfg *config.Config, log *slog.Logger) (*flannelNode, error) {
 	if cfg.PeersFrom != config.PeersFromFlannel {
 		return nil, nil
@@ -44,9 +57,29 @@ func joinFlannel(cfg *config.Config, log *slog.Logger) (*flannelNode, error) {
 		Log:       log,
 		Stats:     st,
 	}
-	m, err := flannel.Join(ctx, opt)
-	if err != nil {
-		return nil, err
+	var m flannelMember
+	switch cfg.Flannel.SubnetManager {
+	case config.SubnetManagerKube:
+		opt.Endpoints, opt.Prefix = nil, ""
+		opt.Kubeconfig, opt.NodeName, opt.NetConfPath = cfg.Flannel.Kubeconfig, cfg.Flannel.NodeName, cfg.Flannel.NetConf
+		if opt.NodeName == "" {
+			opt.NodeName = os.Getenv("NODE_NAME")
+		}
+		opt.VtepMACSet = cfg.Device.MACSet
+		// client-go logs through klog: into tunneld's log, not stderr.
+		klog.SetSlogLogger(log.With("component", "client-go"))
+		km, err := flannel.JoinKube(ctx, opt)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Device.MAC = km.VtepMAC()
+		m = km
+	default:
+		em, err := flannel.Join(ctx, opt)
+		if err != nil {
+			return nil, err
+		}
+		m = em
 	}
 	cfg.Device.Addresses = []netip.Prefix{netip.PrefixFrom(m.Subnet().Addr(), 32)}
 	return &flannelNode{m: m, stats: st, log: log, peers: make(chan []config.Peer, 1), errc: make(chan error, 1)}, nil

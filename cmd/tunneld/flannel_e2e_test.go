@@ -182,16 +182,23 @@ func (c *cluster) get(key string) string {
 // node adds a namespace on the bridge with underlay address 10.99.0.<i>.
 func (c *cluster) node(label string, i int) *topo.NS {
 	c.t.Helper()
-	ns := topo.NewNS(c.t, label)
-	port := c.br.Attach(c.t, ns, "eth0", netip.MustParsePrefix(fmt.Sprintf("10.99.0.%d/24", i)))
-	if !c.offloads {
+	return attachNode(c.t, c.br, c.offloads, label, i)
+}
+
+// attachNode adds a namespace on br with underlay address 10.99.0.<i> on
+// its eth0, the veth offloads on both ends as asked.
+func attachNode(t *testing.T, br *topo.Bridge, offloads bool, label string, i int) *topo.NS {
+	t.Helper()
+	ns := topo.NewNS(t, label)
+	port := br.Attach(t, ns, "eth0", netip.MustParsePrefix(fmt.Sprintf("10.99.0.%d/24", i)))
+	if !offloads {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := ns.SetOffloads(ctx, "eth0", false); err != nil {
-			c.t.Fatal(err)
+			t.Fatal(err)
 		}
-		if err := c.br.NS.SetOffloads(ctx, port, false); err != nil {
-			c.t.Fatal(err)
+		if err := br.NS.SetOffloads(ctx, port, false); err != nil {
+			t.Fatal(err)
 		}
 	}
 	return ns
@@ -209,12 +216,21 @@ type flannelNodeProc struct {
 
 // startFlanneld runs flanneld in ns and waits for its subnet.env.
 func (c *cluster) startFlanneld(ns *topo.NS) *flannelNodeProc {
-	t := c.t
+	c.t.Helper()
+	return runFlanneld(c.t, ns, c.flanneld, nil, "--etcd-endpoints", etcdURL)
+}
+
+// runFlanneld runs flanneld (bin) in ns with the subnet manager's args and
+// environment, on eth0 without masquerading, and waits for its
+// subnet.env.
+func runFlanneld(t *testing.T, ns *topo.NS, bin string, environ []string, args ...string) *flannelNodeProc {
 	t.Helper()
 	env := filepath.Join(t.TempDir(), "subnet.env")
 	f := &flannelNodeProc{ns: ns, log: &syncBuffer{}, done: make(chan error, 1)}
-	f.cmd = ns.Command(context.Background(), c.flanneld, "--etcd-endpoints", etcdURL, "--iface", "eth0",
-		"--subnet-file", env, "--ip-masq=false")
+	f.cmd = ns.Command(context.Background(), bin, append(args, "--iface", "eth0", "--subnet-file", env, "--ip-masq=false")...)
+	if environ != nil {
+		f.cmd.Env = append(os.Environ(), environ...)
+	}
 	f.cmd.Stdout, f.cmd.Stderr = f.log, f.log
 	if err := f.cmd.Start(); err != nil {
 		t.Fatal(err)
