@@ -32,7 +32,7 @@ type Dataplane struct {
 	queues     []*queueSet
 	parts      Parts // closed and undone by Close
 	bufs       *buffers
-	tun        *tunnel
+	tunnel     *tunnel
 	dport      uint16 // underlay destination port (0 for raw IP)
 	table      atomic.Pointer[Table]
 	gso        atomic.Bool    // send runs of datagrams with UDP_SEGMENT
@@ -91,13 +91,13 @@ func New(cfg *config.Config, parts Parts, log *slog.Logger) (*Dataplane, error) 
 		log = slog.Default()
 	}
 	d := &Dataplane{
-		cfg:   cfg,
-		log:   log,
-		parts: parts,
-		tun:   newTunnel(cfg),
-		done:  make(chan struct{}),
-		errc:  make(chan error, 4),
-		start: time.Now(),
+		cfg:    cfg,
+		log:    log,
+		parts:  parts,
+		tunnel: newTunnel(cfg),
+		done:   make(chan struct{}),
+		errc:   make(chan error, 4),
+		start:  time.Now(),
 	}
 	n := len(parts.Devices)
 	if n == 0 || len(parts.Underlay.Queues) != n {
@@ -109,15 +109,15 @@ func New(cfg *config.Config, parts Parts, log *slog.Logger) (*Dataplane, error) 
 	d.bufs = newBuffers(max(cfg.Underlay.MTU, cfg.Device.MTU+encap.EthernetLen) + 64)
 	for i, dev := range parts.Devices {
 		d.queues = append(d.queues, &queueSet{
-			id:   i,
-			dev:  dev,
-			recv: parts.Underlay.Queues[i].Recv,
-			send: parts.Underlay.Queues[i].Send,
-			txq:  newQueue(ring.NewMPMC[packet](ringSize)),
-			rxq:  newQueue(ring.NewSPSC[packet](rxRingSize)),
+			id:              i,
+			dev:             dev,
+			recv:            parts.Underlay.Queues[i].Recv,
+			send:            parts.Underlay.Queues[i].Send,
+			underlayHandoff: newHandoff(ring.NewMPMC[packet](ringSize)),
+			deviceHandoff:   newHandoff(ring.NewSPSC[packet](rxRingSize)),
 		})
 	}
-	if d.tun.rawProto() == 0 {
+	if d.tunnel.rawProto() == 0 {
 		d.dport = cfg.Encap.Port
 	}
 	d.gso.Store(parts.Underlay.GSO)

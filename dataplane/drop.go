@@ -104,8 +104,8 @@ func (d *Dataplane) Snapshot() stats.Snapshot {
 		Peers:         make([]stats.PeerSnapshot, 0, len(tbl.Peers)),
 	}
 	for _, q := range d.queues {
-		s.RingTx += q.txq.len()
-		s.RingRx += q.rxq.len()
+		s.RingTx += q.underlayHandoff.len()
+		s.RingRx += q.deviceHandoff.len()
 	}
 	for _, p := range tbl.Peers {
 		if st := p.stats; st != nil {

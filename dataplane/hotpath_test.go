@@ -96,7 +96,7 @@ func runEgress(tb testing.TB, pipeline string, n int) (*Dataplane, *underlaytest
 	resetTimer(tb)
 	if !d.direct {
 		d.wg.Add(1)
-		go d.routineWriter("underlay-writer", q.txq, d.newUnderlayWriter(q.send, &q.uwriter, 128))
+		go d.routineWriter("underlay-writer", q.underlayHandoff, d.newUnderlayWriter(q.send, &q.uwriter, 128))
 	}
 	d.wg.Add(1)
 	d.routineDeviceReader(q)
@@ -116,7 +116,7 @@ func runIngress(tb testing.TB, pipeline string, n int) (*Dataplane, *devicetest.
 	resetTimer(tb)
 	if !d.direct {
 		d.wg.Add(1)
-		go d.routineWriter("device-writer", q.rxq, d.newDeviceWriter(q.dev, &q.dwriter, 128))
+		go d.routineWriter("device-writer", q.deviceHandoff, d.newDeviceWriter(q.dev, &q.dwriter, 128))
 	}
 	d.wg.Add(1)
 	d.routineUnderlayReader(q)
@@ -240,7 +240,7 @@ func TestTinyPool(t *testing.T) {
 			d, q := newTestDataplane(t, pipeline, dev, conn)
 			if !d.direct {
 				d.wg.Add(1)
-				go d.routineWriter("device-writer", q.rxq, d.newDeviceWriter(q.dev, &q.dwriter, 128))
+				go d.routineWriter("device-writer", q.deviceHandoff, d.newDeviceWriter(q.dev, &q.dwriter, 128))
 			}
 			d.wg.Add(1)
 			finished := make(chan struct{})

@@ -99,7 +99,7 @@ func (d *Dataplane) superIngress(in *ingressBatch, id uint32, off, end int, borr
 		}
 	}
 	b := d.bufs.buf(id)
-	ip, l2, ok := d.tun.innerIP(b, off, end)
+	ip, l2, ok := d.tunnel.innerIP(b, off, end)
 	if !ok {
 		drop(stats.DropInnerOversize)
 		return

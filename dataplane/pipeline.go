@@ -11,9 +11,9 @@ package dataplane
 //
 // rings: the readers hand packets to writer goroutines through lock-free rings
 //
-//	egress:  routineDeviceReader ──▶ txq (MPMC) ──▶ routineWriter(underlayWriter) ──sendmmsg──▶
-//	ingress: routineUnderlayReader ──▶ rxq (SPSC) ──▶ routineWriter(deviceWriter) ──Write──▶
-//	                                └─ replies ──▶ txq
+//	egress:  routineDeviceReader ──▶ underlayHandoff (MPMC) ──▶ routineWriter(underlayWriter) ──sendmmsg──▶
+//	ingress: routineUnderlayReader ──▶ deviceHandoff (SPSC) ──▶ routineWriter(deviceWriter) ──Write──▶
+//	                                └─ replies ──▶ underlayHandoff
 //
 // Why direct is the default: iperf3, one TCP stream through VXLAN between
 // two tunnelds in namespaces on this 2-core machine (veth offloads on, 4 s
@@ -27,7 +27,7 @@ package dataplane
 // two cores shared by both tunnelds, both iperf3 ends and the kernel, the
 // hand-over (a wake-up per batch, another core's cache misses) costs more
 // than the overlap it buys. The rings stay for fan-in/fan-out between
-// queues and sockets, and as an option to measure on machines with more
+// device queues and sockets, and as an option to measure on machines with more
 // cores.
 //
 // Buffers come from the pool at the reading stage and go back to it at the
@@ -54,8 +54,8 @@ func (d *Dataplane) Start() {
 	for _, q := range d.queues {
 		if !d.direct {
 			d.wg.Add(2)
-			go d.routineWriter("underlay-writer", q.txq, d.newUnderlayWriter(q.send, &q.uwriter, 128))
-			go d.routineWriter("device-writer", q.rxq, d.newDeviceWriter(q.dev, &q.dwriter, 128))
+			go d.routineWriter("underlay-writer", q.underlayHandoff, d.newUnderlayWriter(q.send, &q.uwriter, 128))
+			go d.routineWriter("device-writer", q.deviceHandoff, d.newDeviceWriter(q.dev, &q.dwriter, 128))
 		}
 		d.wg.Add(1)
 		go d.routineDeviceReader(q)
@@ -180,14 +180,14 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 		for i := range k {
 			b, off, end := bufs[i], Headroom, Headroom+sizes[i]
 			rxBytes += uint64(sizes[i])
-			if d.tun.l2 {
+			if d.tunnel.l2 {
 				d.egressL2(e, b, off, end, idx[i])
 				continue
 			}
 			p, drop := d.classifyL3(e, b, off, end)
 			encOff := off
 			if drop == 0 {
-				encOff, drop = d.tun.encap(b, off, end, p)
+				encOff, drop = d.tunnel.encap(b, off, end, p)
 			}
 			if drop != 0 {
 				c.Drop(drop)
@@ -214,8 +214,8 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 				d.fatal("underlay-writer", err)
 				return
 			}
-		} else if m := q.txq.put(out, d.done); m < len(out) {
-			d.dropQueued(out[m:], c)
+		} else if m := q.underlayHandoff.put(out, d.done); m < len(out) {
+			d.dropNotHandedOn(out[m:], c)
 			return
 		}
 	}
@@ -250,7 +250,7 @@ func (d *Dataplane) egressL2(e *egressBatch, b []byte, off, end int, id uint32) 
 	copy(dst[:], b[off:])
 	if dst[0]&1 == 0 {
 		if p := tbl.LookupMAC(dst, e.now); p != nil {
-			no, _ := d.tun.encap(b, off, end, p)
+			no, _ := d.tunnel.encap(b, off, end, p)
 			d.emit(e, b, id, off, no, end, p)
 			return
 		}
@@ -268,15 +268,15 @@ func (d *Dataplane) egressL2(e *egressBatch, b []byte, off, end int, id uint32) 
 		}
 		cb := d.bufs.buf(cid)
 		n := copy(cb[Headroom:], b[off:end])
-		no, _ := d.tun.encap(cb, Headroom, Headroom+n, p)
+		no, _ := d.tunnel.encap(cb, Headroom, Headroom+n, p)
 		d.emit(e, cb, cid, Headroom, no, Headroom+n, p)
 	}
 	p := tbl.Peers[0]
-	no, _ := d.tun.encap(b, off, end, p)
+	no, _ := d.tunnel.encap(b, off, end, p)
 	d.emit(e, b, id, off, no, end, p)
 }
 
-// emit queues the encapsulated packet b[encOff:end] (inner at innerOff) for
+// emit adds the encapsulated packet b[encOff:end] (inner at innerOff) for
 // p, or drops it when it is too big for the path (see pmtu.go).
 func (d *Dataplane) emit(e *egressBatch, b []byte, id uint32, innerOff, encOff, end int, p *Peer) {
 	send, big, icmps := d.checkSize(b, innerOff, encOff, end, p, e.icmps)
@@ -303,8 +303,8 @@ func (d *Dataplane) emit(e *egressBatch, b []byte, id uint32, innerOff, encOff, 
 	}
 }
 
-// dropQueued returns packets a stopping stage could not hand on.
-func (d *Dataplane) dropQueued(ps []packet, c *stats.Counters) {
+// dropNotHandedOn returns packets a stopping stage could not hand on.
+func (d *Dataplane) dropNotHandedOn(ps []packet, c *stats.Counters) {
 	for _, p := range ps {
 		c.Drop(stats.DropRingFull)
 		if !p.borrowed {
@@ -384,7 +384,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 				in.free = append(in.free, idx[i])
 				continue
 			}
-			if seg := m.GSOSize; seg > 0 && m.N > seg && d.tun.superDatagram(d.bufs.buf(idx[i]), Headroom, m.N, seg) {
+			if seg := m.GSOSize; seg > 0 && m.N > seg && d.tunnel.superDatagram(d.bufs.buf(idx[i]), Headroom, m.N, seg) {
 				// Not a GRO train: one datagram whose inner UDP segments
 				// the kernel left joined (partial.go).
 				d.ingress(in, idx[i], Headroom, m.N, false, p, seg)
@@ -403,7 +403,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 				for o := Headroom; o < Headroom+m.N; o += seg {
 					rxPackets++
 					sn := min(seg, Headroom+m.N-o)
-					if d.tun.mayReply(b, o, o+sn) {
+					if d.tunnel.mayReply(b, o, o+sn) {
 						sid, ok := d.bufs.getSmall()
 						if !ok {
 							c.Drop(stats.DropPoolExhausted)
@@ -463,13 +463,13 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 			}
 			continue
 		}
-		if m := q.rxq.put(rx, d.done); m < len(rx) {
-			d.dropQueued(rx[m:], c)
-			d.dropQueued(tx, c)
+		if m := q.deviceHandoff.put(rx, d.done); m < len(rx) {
+			d.dropNotHandedOn(rx[m:], c)
+			d.dropNotHandedOn(tx, c)
 			return
 		}
-		if m := q.txq.put(tx, d.done); m < len(tx) {
-			d.dropQueued(tx[m:], c)
+		if m := q.underlayHandoff.put(tx, d.done); m < len(tx) {
+			d.dropNotHandedOn(tx[m:], c)
 			return
 		}
 	}
@@ -481,10 +481,10 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 // gso is the kernel's segment size for a UDP-tunnel GSO datagram, else 0.
 func (d *Dataplane) ingress(in *ingressBatch, id uint32, off, n int, borrowed bool, p *Peer, gso int) {
 	b := d.bufs.buf(id)
-	off, end, v, drop := d.tun.decap(b, off, off+n, p, in)
+	off, end, v, drop := d.tunnel.decap(b, off, off+n, p, in)
 	switch v {
 	case toDevice:
-		if end-off > d.tun.innerMax {
+		if end-off > d.tunnel.innerMax {
 			d.superIngress(in, id, off, end, borrowed, p, gso)
 			break
 		}
@@ -492,7 +492,7 @@ func (d *Dataplane) ingress(in *ingressBatch, id uint32, off, n int, borrowed bo
 	case reply:
 		// The reply sits where the request's Ethernet frame was; the VXLAN
 		// header goes back in front of it.
-		no := d.tun.encapReply(b, off)
+		no := d.tunnel.encapReply(b, off)
 		in.tx = append(in.tx, packet{idx: id, off: int32(no), end: int32(end), peer: p, borrowed: borrowed})
 	default:
 		in.q.ureader.Drop(drop)
@@ -503,8 +503,8 @@ func (d *Dataplane) ingress(in *ingressBatch, id uint32, off, n int, borrowed bo
 }
 
 // routineWriter is a writer goroutine of pipeline: rings: it drains one
-// queue into one writer until the data plane stops.
-func (d *Dataplane) routineWriter(stage string, from *queue, w packetWriter) {
+// handoff into one writer until the data plane stops.
+func (d *Dataplane) routineWriter(stage string, from *handoff, w packetWriter) {
 	defer d.wg.Done()
 	ps := make([]packet, w.size())
 	for {

@@ -20,7 +20,7 @@ import (
 
 // kernelHeaderLen is what the kernel adds in front of what we hand the
 // socket: the outer IP header, and the UDP header for UDP tunnels.
-func (d *Dataplane) kernelHeaderLen() int { return d.tun.outerLen }
+func (d *Dataplane) kernelHeaderLen() int { return d.tunnel.outerLen }
 
 // checkSize decides about the encapsulated packet b[encOff:end] for peer p
 // whose inner packet (IP, or an Ethernet frame in TAP mode) starts at
@@ -33,7 +33,7 @@ func (d *Dataplane) checkSize(b []byte, innerOff, encOff, end int, p *Peer, icmp
 	}
 	ipOff := innerOff
 	var eth [14]byte
-	if d.tun.l2 {
+	if d.tunnel.l2 {
 		copy(eth[:], b[innerOff:])
 		et := uint16(eth[12])<<8 | uint16(eth[13])
 		if et != encap.EtherTypeIPv4 && et != encap.EtherTypeIPv6 {
@@ -62,7 +62,7 @@ func (d *Dataplane) checkSize(b []byte, innerOff, encOff, end int, p *Peer, icmp
 	}
 	nb := d.bufs.buf(id)
 	start := Headroom
-	if d.tun.l2 {
+	if d.tunnel.l2 {
 		start += encap.EthernetLen
 	}
 	n := encap.PutTooBig(nb[start:], b[ipOff:end], src, mtu)
@@ -70,7 +70,7 @@ func (d *Dataplane) checkSize(b []byte, innerOff, encOff, end int, p *Peer, icmp
 		d.bufs.put(id)
 		return false, false, icmps
 	}
-	if d.tun.l2 {
+	if d.tunnel.l2 {
 		// Back to the sender of the frame, from the MAC it was sent to.
 		var dst, srcMAC [6]byte
 		copy(dst[:], eth[6:12])
@@ -89,7 +89,7 @@ func (d *Dataplane) checkSize(b []byte, innerOff, encOff, end int, p *Peer, icmp
 // case ECT(0). The inner packet (IP, or an Ethernet frame in TAP mode)
 // starts at off; anything that is not IP gives 0.
 func (d *Dataplane) outerTOS(b []byte, off, end int) uint8 {
-	if d.tun.l2 {
+	if d.tunnel.l2 {
 		if end-off < encap.EthernetLen+1 {
 			return 0
 		}

@@ -25,28 +25,28 @@ type packet struct {
 	gso uint16
 }
 
-// batchRing is what queue needs of ring.SPSC and ring.MPMC.
+// batchRing is what a handoff needs of ring.SPSC and ring.MPMC.
 type batchRing interface {
 	EnqueueBatch([]packet) int
 	DequeueBatch([]packet) int
 	Len() int
 }
 
-// queue joins two stages. The ring carries the packets; two one-slot
-// channels carry the wake-ups, one per batch rather than per packet, so
-// that an idle stage sleeps in the scheduler instead of spinning on one of
-// this machine's two cores.
-type queue struct {
+// handoff joins two stages of pipeline: rings. The ring carries the
+// packets; two one-slot channels carry the wake-ups, one per batch rather
+// than per packet, so that an idle stage sleeps in the scheduler instead
+// of spinning on one of this machine's two cores.
+type handoff struct {
 	r     batchRing
 	ready chan struct{} // something was enqueued
 	space chan struct{} // something was dequeued
 }
 
-func newQueue(r batchRing) *queue {
-	return &queue{r: r, ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+func newHandoff(r batchRing) *handoff {
+	return &handoff{r: r, ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
 }
 
-func (q *queue) len() int { return q.r.Len() }
+func (q *handoff) len() int { return q.r.Len() }
 
 func signal(c chan struct{}) {
 	select {
@@ -57,7 +57,7 @@ func signal(c chan struct{}) {
 
 // put enqueues all of ps, waiting for room while the ring is full. It
 // returns how many it enqueued: fewer only when done is closed.
-func (q *queue) put(ps []packet, done <-chan struct{}) int {
+func (q *handoff) put(ps []packet, done <-chan struct{}) int {
 	n := 0
 	for {
 		n += q.r.EnqueueBatch(ps[n:])
@@ -77,7 +77,7 @@ func (q *queue) put(ps []packet, done <-chan struct{}) int {
 
 // get dequeues at least one packet into out, waiting while the ring is
 // empty. It returns 0 only when done is closed.
-func (q *queue) get(out []packet, done <-chan struct{}) int {
+func (q *handoff) get(out []packet, done <-chan struct{}) int {
 	for {
 		if n := q.r.DequeueBatch(out); n > 0 {
 			signal(q.space)
@@ -96,15 +96,17 @@ var (
 	_ batchRing = (*ring.MPMC[packet])(nil)
 )
 
-// queueSet is one device queue and the sockets its goroutines use. Every
-// goroutine of a queue counts into the queue's own Counters.
+// queueSet is one device queue with the sockets and handoffs its
+// goroutines use ("queue" always means a device queue; the rings between
+// stages are handoffs). Every goroutine of a queue counts into the queue's
+// own Counters.
 type queueSet struct {
-	id   int
-	dev  device.Device
-	recv underlay.Reader // underlay socket this queue reads; nil if another queue reads for it
-	send underlay.Sender // underlay socket this queue's egress sends through
-	txq  *queue          // pipeline rings: encapsulated packets and replies -> underlay writer
-	rxq  *queue          // pipeline rings: decapsulated packets -> device writer
+	id              int
+	dev             device.Device
+	recv            underlay.Reader // underlay socket this queue reads; nil if another queue reads for it
+	send            underlay.Sender // underlay socket this queue's egress sends through
+	underlayHandoff *handoff        // pipeline rings: encapsulated packets and replies -> underlay writer
+	deviceHandoff   *handoff        // pipeline rings: decapsulated packets -> device writer
 
 	egress, uwriter, ureader, dwriter stats.Counters
 }

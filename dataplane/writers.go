@@ -242,7 +242,7 @@ func (w *deviceWriter) write(ps []packet) error {
 		p := &ps[i]
 		// No virtio header to say NEEDS_CSUM: complete a peer's partial
 		// checksum here, as the NIC would have (partial.go).
-		if ip, _, ok := d.tun.innerIP(d.bufs.buf(p.idx), int(p.off), int(p.end)); ok && device.CompletePartial(ip) {
+		if ip, _, ok := d.tunnel.innerIP(d.bufs.buf(p.idx), int(p.off), int(p.end)); ok && device.CompletePartial(ip) {
 			partial++
 		}
 		// Every packet must sit at the same offset for Write, and a
