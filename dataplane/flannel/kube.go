@@ -10,12 +10,14 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -34,9 +36,6 @@ const (
 	AnnotationKubeManaged       = "flannel.alpha.coreos.com/kube-subnet-manager"
 )
 
-// kubeResync is the informer's resync period, flanneld's.
-const kubeResync = 5 * time.Minute
-
 // KubeMember is a node of flannel's Kubernetes subnet manager: its subnet
 // is its Node's podCIDR, its lease the annotations it publishes on that
 // Node, its peers the other Nodes' annotations. JoinKube makes one; Run
@@ -53,9 +52,9 @@ type KubeMember struct {
 	mac      [6]byte
 	publicIP string // what the public-ip annotation must say
 
-	informer cache.SharedIndexInformer
-	stop     context.CancelFunc
-	done     chan struct{}
+	store *nodeStore
+	stop  context.CancelFunc
+	done  chan struct{}
 
 	changed chan struct{} // cap 1: the leases changed since the last report
 	fatal   chan error    // cap 1: the node lost its subnet
@@ -169,59 +168,123 @@ func JoinKube(ctx context.Context, opt Options) (*KubeMember, error) {
 		return nil, err
 	}
 	m.log.Info("flannel: Node annotated", "subnet", m.subnet, "network", nc.Network, "backend", opt.Backend,
-		"public_ip", m.publicIP, "nodes", len(m.informer.GetStore().ListKeys()), "took", time.Since(start).Round(time.Millisecond))
+		"public_ip", m.publicIP, "nodes", len(m.store.ListKeys()), "took", time.Since(start).Round(time.Millisecond))
 	return m, nil
 }
 
-// startInformer runs the Node informer until Close. Its handlers keep
-// m.leases; a broken watch is logged and counted (the informer lists
-// again and replays the difference: only Nodes really gone drop out).
+// startInformer runs a reflector on Nodes until Close, into a store that
+// hands every change to nodeEvent/nodeGone. A reflector of its own rather
+// than a shared informer for one reason: its backoff. The informer's (0.8 s
+// doubling to 30 s, jittered to twice that) left a Node added after a 5 s
+// API server outage unknown for up to 45 s; this one retries from 100 ms
+// up to maxBackoff (5 s), as the etcd subnet manager does. A watch that
+// breaks is resumed from the last resourceVersion; a list after one
+// (Replace) is counted as a resync, and only Nodes really gone drop out.
+// The reflector logs its failures through klog (tunneld routes klog into
+// its own log).
 func (m *KubeMember) startInformer() error {
-	f := informers.NewSharedInformerFactoryWithOptions(m.cs, kubeResync)
-	inf := f.Core().V1().Nodes().Informer()
-	// The peer table needs the annotations, spec and addresses only.
-	if err := inf.SetTransform(func(obj any) (any, error) {
-		if n, ok := obj.(*v1.Node); ok {
-			n.ManagedFields = nil
-			n.Status.Images = nil
-		}
-		return obj, nil
-	}); err != nil {
-		return fmt.Errorf("flannel: informer: %w", err)
-	}
-	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		m.st.Resyncs.Add(1)
-		m.log.Warn("Kubernetes API: Node watch broken; keeping the last peers, listing again", "err", err)
-	}); err != nil {
-		return fmt.Errorf("flannel: informer: %w", err)
-	}
-	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { m.nodeEvent(obj, nil) },
-		UpdateFunc: func(old, obj any) {
-			if o, ok := old.(*v1.Node); ok {
-				m.nodeEvent(obj, o)
-			}
-		},
-		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			if n, ok := obj.(*v1.Node); ok {
-				m.nodeGone(n.Name)
-			}
-		},
+	lw := cache.NewListWatchFromClient(m.cs.CoreV1().RESTClient(), "nodes", "", fields.Everything())
+	m.store = &nodeStore{Store: cache.NewStore(cache.MetaNamespaceKeyFunc), m: m}
+	r := cache.NewReflectorWithOptions(lw, &v1.Node{}, m.store, cache.ReflectorOptions{
+		Name:    "tunneld-nodes",
+		Backoff: &wait.Backoff{Duration: minBackoff, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: maxBackoff},
 	})
-	if err != nil {
-		return fmt.Errorf("flannel: informer: %w", err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m.informer, m.stop = inf, cancel
+	m.stop = cancel
 	go func() {
 		defer close(m.done)
-		inf.RunWithContext(ctx)
+		r.RunWithContext(ctx)
 	}()
 	return nil
 }
+
+// nodeStore is the reflector's store: the Nodes by name (managed fields
+// and image lists dropped: the peer table needs annotations, spec and
+// addresses), each change handed to the member.
+type nodeStore struct {
+	cache.Store
+	m      *KubeMember
+	synced atomic.Bool // the first list is in
+}
+
+func slim(obj any) *v1.Node {
+	n, ok := obj.(*v1.Node)
+	if !ok {
+		return nil
+	}
+	n.ManagedFields = nil
+	n.Status.Images = nil
+	return n
+}
+
+func (s *nodeStore) old(n *v1.Node) *v1.Node {
+	if o, ok, _ := s.Store.GetByKey(n.Name); ok {
+		return o.(*v1.Node)
+	}
+	return nil
+}
+
+func (s *nodeStore) Add(obj any) error { return s.Update(obj) }
+
+func (s *nodeStore) Update(obj any) error {
+	n := slim(obj)
+	if n == nil {
+		return nil
+	}
+	old := s.old(n)
+	if err := s.Store.Update(n); err != nil {
+		return err
+	}
+	s.m.nodeEvent(n, old)
+	return nil
+}
+
+func (s *nodeStore) Delete(obj any) error {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	n, ok := obj.(*v1.Node)
+	if !ok {
+		return nil
+	}
+	if err := s.Store.Delete(n); err != nil {
+		return err
+	}
+	s.m.nodeGone(n.Name)
+	return nil
+}
+
+// Replace takes a full list: after the first, a resync after a watch that
+// could not be resumed. Nodes missing from it are gone.
+func (s *nodeStore) Replace(list []any, rv string) error {
+	before := map[string]*v1.Node{}
+	for _, o := range s.Store.List() {
+		n := o.(*v1.Node)
+		before[n.Name] = n
+	}
+	for i := range list {
+		list[i] = slim(list[i])
+	}
+	if err := s.Store.Replace(list, rv); err != nil {
+		return err
+	}
+	for _, o := range list {
+		n := o.(*v1.Node)
+		old := before[n.Name]
+		delete(before, n.Name)
+		s.m.nodeEvent(n, old)
+	}
+	for name := range before {
+		s.m.nodeGone(name)
+	}
+	if s.synced.Swap(true) {
+		s.m.st.Resyncs.Add(1)
+		s.m.log.Info("Kubernetes API: Nodes listed again", "nodes", len(list))
+	}
+	return nil
+}
+
+func (s *nodeStore) Resync() error { return nil }
 
 // waitOwnNode waits for the informer's first list and for this node's
 // Node with an IPv4 podCIDR, and sets m.subnet.
@@ -231,9 +294,9 @@ func (m *KubeMember) waitOwnNode(ctx context.Context) (*v1.Node, error) {
 	start, lastLog := time.Now(), time.Now()
 	for {
 		var why string
-		if !m.informer.HasSynced() {
+		if !m.store.synced.Load() {
 			why = "waiting for the Kubernetes API server (first list of Nodes)"
-		} else if obj, ok, _ := m.informer.GetStore().GetByKey(m.opt.NodeName); !ok {
+		} else if obj, ok, _ := m.store.GetByKey(m.opt.NodeName); !ok {
 			why = "waiting for this node's Node object"
 		} else {
 			n := obj.(*v1.Node)
