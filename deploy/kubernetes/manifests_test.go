@@ -352,11 +352,6 @@ func TestConfigMap(t *testing.T) {
 	rendered := strings.ReplaceAll(raw, nodeIPMark, exampleIP)
 	c, err := config.Parse("tunneld-cfg/tunneld.yaml", []byte(rendered))
 	if err != nil {
-		var cerr *config.Error
-		if errors.As(err, &cerr) && kubeKeysNotYet(cerr) {
-			t.Skipf("issue 13: the config package does not accept the kube subnet manager's keys yet "+
-				"(flannel.subnet_manager: kube, flannel.net_conf); the ConfigMap's tunneld.yaml is checked once it does:\n%v", err)
-		}
 		t.Fatalf("tunneld.yaml does not parse:\n%v", err)
 	}
 	if c.PeersFrom != config.PeersFromFlannel || c.Flannel.SubnetManager != config.SubnetManagerKube {
@@ -364,6 +359,9 @@ func TestConfigMap(t *testing.T) {
 	}
 	if c.Flannel.SubnetFile != "/run/flannel/subnet.env" {
 		t.Errorf("subnet_file %q, want /run/flannel/subnet.env (the DaemonSet's hostPath)", c.Flannel.SubnetFile)
+	}
+	if c.Flannel.NetConf != "/etc/kube-flannel/net-conf.json" || c.Flannel.Kubeconfig != "" || c.Flannel.NodeName != "" {
+		t.Errorf("flannel %+v: want net_conf at the pod's mount, the in-cluster config and $NODE_NAME", c.Flannel)
 	}
 	if c.Underlay.Local.String() != exampleIP {
 		t.Errorf("underlay.local %s, want the rendered %s", c.Underlay.Local, exampleIP)
@@ -382,20 +380,6 @@ func TestConfigMap(t *testing.T) {
 	if !strings.Contains(string(out), "/etc/kube-flannel/net-conf.json") {
 		t.Errorf("the effective config lost flannel.net_conf:\n%s", out)
 	}
-}
-
-// kubeKeysNotYet reports whether every problem is one of the kube subnet
-// manager's keys not being accepted yet (issue 13, part 1).
-func kubeKeysNotYet(e *config.Error) bool {
-	for _, p := range e.Problems {
-		switch {
-		case p.Path == "flannel.subnet_manager" && strings.Contains(p.Msg, "not yet"):
-		case strings.HasPrefix(p.Path, "flannel.") && strings.Contains(p.Msg, "unknown key"):
-		default:
-			return false
-		}
-	}
-	return len(e.Problems) > 0
 }
 
 // The image definition builds the static binary privs.Drop needs.
