@@ -74,6 +74,7 @@ func TestRouteDrivenPeers(t *testing.T) { bothOffloads(t, routeDrivenPeersCase) 
 
 func routeDrivenPeersCase(t *testing.T, offloads bool) {
 	p := topo.NewPair(t, topo.PairOptions{Offloads: offloads})
+	topo.NoChecksumErrors(t, p.A, p.B)
 	la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 	cfgA := "device:\n  name: tp0\n  addresses: [10.200.1.1/24]\nencap:\n  type: ipip\nunderlay:\n  local: " + la.String() +
 		"\npeers_from: routes\nmetrics:\n  listen: \"\"\n"

@@ -34,6 +34,7 @@ func pathMTUCases(t *testing.T, offloads bool) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := topo.NewPair(t, topo.PairOptions{MTU: 1400, Offloads: offloads})
+			topo.NoChecksumErrors(t, p.A, p.B)
 			la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 			oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 			if tc.inner6 {
