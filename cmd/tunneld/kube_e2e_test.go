@@ -47,7 +47,9 @@ func newKubeCluster(t *testing.T, offloads bool) *kubeCluster {
 	requireTool(t, "iptables", "iptables")
 	c := &kubeCluster{t: t, offloads: offloads, flanneld: flanneldBinary(t)}
 	c.br = topo.NewBridge(t, "kbr", kubeAPIAddr)
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) { return dialIn(c.br.NS, ctx, network, addr) }
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return dialIn(c.br.NS, ctx, network, addr)
+	}
 	c.s = kubeapi.Start(t, kubeapi.Options{Command: c.br.NS.Command, Dial: dial, Host: kubeAPIAddr.Addr(),
 		EtcdPort: 2379, EtcdPeerPort: 2380, Port: 6443})
 	c.kubeconfig = c.s.Kubeconfig
