@@ -42,7 +42,7 @@ test: test-deps vet fmt-check
 fuzz:
 	@./scripts/fuzz.sh $(FUZZTIME)
 
-bench:
+bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./encap/ ./ring/
 	$(GO) run ./cmd/tunbench $(TUNBENCH_FLAGS)
 

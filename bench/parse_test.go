@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -193,7 +194,11 @@ func TestLookupScenarios(t *testing.T) {
 }
 
 func TestTunneldConfig(t *testing.T) {
-	sc := Scenarios[2]
+	scs, err := LookupScenarios("tunneld-vxlan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := scs[0]
 	got := TunneldConfig(sc.Mode, sc.Encap, mustAddr("10.99.0.1"), mustAddr("10.99.0.2"), OverlayA, OverlayB)
 	want := "device:\n  name: tp0\n  mode: tun\n  addresses: [10.200.0.1/24]\n" +
 		"encap:\n  type: vxlan\n  vni: 42\n  port: 4789\n" +
@@ -206,3 +211,22 @@ func TestTunneldConfig(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func TestParseMachineCPU(t *testing.T) {
+	stat := []byte("cpu  1000 20 300 90000 50 6 7 8 100 0\ncpu0 500 10 150 45000 25 3 3 4 50 0\nintr 1\n")
+	got, err := ParseMachineCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := float64(1000+20+300+6+7+8) / 100; got != want {
+		t.Errorf("busy %v s, want %v", got, want)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7 8\n", "cpu 1 2 3\n", "cpu 1 x 3 4 5 6 7 8\n"} {
+		if _, err := ParseMachineCPU([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if _, err := MachineCPU(); err != nil && runtime.GOOS == "linux" {
+		t.Errorf("MachineCPU: %v", err)
+	}
+}

@@ -38,6 +38,36 @@ func ParseProcStatCPU(stat []byte) (float64, error) {
 	return float64(ut+st) / clockTicks, nil
 }
 
+// ParseMachineCPU returns the busy CPU time of the whole machine in
+// seconds from the contents of /proc/stat: the first ("cpu") line's user,
+// nice, system, irq, softirq and steal; idle and iowait are not busy, and
+// guest time is already inside user.
+func ParseMachineCPU(stat []byte) (float64, error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("proc stat: first line %q is not the cpu total", line)
+	}
+	var busy uint64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system [idle iowait] irq softirq steal
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("proc stat: field %d %q: %w", i, f[i], err)
+		}
+		busy += v
+	}
+	return float64(busy) / clockTicks, nil
+}
+
+// MachineCPU is the machine's busy CPU seconds so far (/proc/stat).
+func MachineCPU() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return ParseMachineCPU(b)
+}
+
 // ParseVmRSS returns VmRSS in KiB from the contents of /proc/PID/status.
 func ParseVmRSS(status []byte) (int64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(status))

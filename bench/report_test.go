@@ -35,7 +35,8 @@ func sampleReport() *Report {
 		DurationSec: 5,
 		Results: []Result{
 			{Scenario: "direct", Offloads: true, TCP1: tcp(13.8), TCP4: tcp(14), UDP: udp(800), Ping: ping(30, 60)},
-			{Scenario: "kernel-vxlan", Offloads: true, TCP1: tcp(11), TCP4: tcp(12), UDP: udp(400), Ping: ping(40, 80)},
+			{Scenario: "kernel-vxlan", Offloads: true, TCP1: tcp(11), TCP4: tcp(12), UDP: udp(400), Ping: ping(40, 80),
+				Machine: &MachineCost{CPUSeconds: 9.1, GB: 14.4, CPUSecPerGB: 0.63}},
 			{Scenario: "tunneld-vxlan", Offloads: true, TCP1: tcp(2.75), TCP4: tcp(3), UDP: udp(100), Ping: ping(200, 800),
 				Resources: &Resources{CPUSecPerGB: 3.5, RSSMiBMax: 15.5, GCPer10s: 0.4}},
 			{Scenario: "kernel-vxlan", Offloads: false, TCP1: tcp(4.4), TCP4: tcp(4.5), UDP: udp(300), Ping: ping(50, 90)},
@@ -73,11 +74,11 @@ func TestRatios(t *testing.T) {
 func TestTable(t *testing.T) {
 	tab := sampleReport().Table()
 	lines := strings.Split(strings.TrimRight(tab, "\n"), "\n")
-	if len(lines) != 1+5+2 {
+	if len(lines) != 1+5+3 {
 		t.Fatalf("%d lines:\n%s", len(lines), tab)
 	}
 	for _, want := range []string{
-		"TCP-1 Gbit/s", "ping p99 µs", "CPU s/GB", "RSS MiB", "GC/10s",
+		"TCP-1 Gbit/s", "ping p99 µs", "CPU s/GB", "host s/GB", "0.63", "RSS MiB", "GC/10s",
 		"2.75 (0.25x)", "200 (5.00x)", "100.0 (0.25x)", "3.50", "15.5", "0.4",
 		"11.00 (1.00x)", "4.40 (1.00x)", "error: setup: tunneld in tp-x exited early: exit status 1",
 	} {

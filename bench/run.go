@@ -170,7 +170,7 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 	defer func() {
 		for _, d := range daemons {
 			if err := d.Stop(); err != nil && !isSignalExit(err) {
-				fail("stop tunneld", err)
+				fail("stop "+d.Name, err)
 			}
 		}
 	}()
@@ -182,7 +182,7 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 		}
 		for _, d := range daemons {
 			if exited, err := d.Exited(); exited {
-				fail(step, fmt.Errorf("tunneld in %s exited: %v\n%s", d.NS.Name, err, d.Log))
+				fail(step, fmt.Errorf("%s in %s exited: %v\n%s", d.Name, d.NS.Name, err, d.Log))
 				return false
 			}
 		}
@@ -193,7 +193,7 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 	if err := warmUp(sctx, p.A, dst); err != nil {
 		if ok("warm-up") {
 			for _, d := range daemons {
-				err = fmt.Errorf("%w\ntunneld in %s:\n%s", err, d.NS.Name, d.Log)
+				err = fmt.Errorf("%w\n%s in %s:\n%s", err, d.Name, d.NS.Name, d.Log)
 			}
 		}
 		fail("warm-up", err)
@@ -233,6 +233,7 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 		return
 	}
 	cpu0 := cpuTimes(daemons)
+	host0, hostErr := MachineCPU()
 	progress(fmt.Sprintf("iperf3 TCP 1 stream %v", o.Duration))
 	if r, err := RunIperf(sctx, IperfOptions{Client: p.A, Server: p.B, Dst: dst, Streams: 1, Duration: o.Duration}); err != nil {
 		fail("tcp-1", err)
@@ -251,6 +252,9 @@ func runScenario(ctx context.Context, sc Scenario, offloads bool, o Options, dir
 		res.TCP4 = &r
 	}
 	cpu2 := cpuTimes(daemons)
+	if host2, err := MachineCPU(); err == nil && hostErr == nil {
+		res.Machine = machineCost(host2-host0, res.TCP1, res.TCP4)
+	}
 
 	if !ok("after tcp-4") {
 		return
@@ -316,6 +320,19 @@ func sum(xs []float64) float64 {
 		s += x
 	}
 	return s
+}
+
+func machineCost(cpu float64, tcp1, tcp4 *TCPResult) *MachineCost {
+	m := &MachineCost{CPUSeconds: cpu}
+	for _, t := range []*TCPResult{tcp1, tcp4} {
+		if t != nil {
+			m.GB += float64(t.Bytes) / 1e9
+		}
+	}
+	if m.GB > 0 {
+		m.CPUSecPerGB = m.CPUSeconds / m.GB
+	}
+	return m
 }
 
 func resources(ds []*Daemon, gc0 []int64, window time.Duration, cpu0, cpu1, cpu2 []float64, tcp1, tcp4 *TCPResult) *Resources {

@@ -20,6 +20,10 @@ const (
 	// the other: the interop case, where the kernel sends partial
 	// checksums and, with the veth offloads on, uncut GSO super-packets.
 	KindMixed
+	// KindOVS: Open vSwitch's userspace datapath (netdev) with a vxlan
+	// port on both sides: the alternative a user picks when the kernel has
+	// neither the vxlan nor the openvswitch module.
+	KindOVS
 )
 
 // Scenario is one way of connecting namespace A to namespace B.
@@ -41,6 +45,7 @@ const Baseline = "kernel-vxlan"
 var Scenarios = []Scenario{
 	{Name: "direct", Kind: KindDirect},
 	{Name: "kernel-vxlan", Kind: KindKernel},
+	{Name: "ovs-vxlan", Kind: KindOVS},
 	{Name: "tunneld-vxlan", Kind: KindTunneld, Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
 	{Name: "tunneld-ipip", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipip\n"},
 	{Name: "tunneld-gre", Kind: KindTunneld, Mode: "tun", Encap: "  type: gre\n"},
@@ -138,6 +143,19 @@ func (sc Scenario) setup(ctx context.Context, p *topo.Pair, tunneld, dir string)
 			return netip.Addr{}, nil, err
 		}
 		return OverlayB.Addr(), []*Daemon{da, db}, nil
+	case KindOVS:
+		da, err := startOVS(ctx, p.A, dir, p.IfA, p.AddrA, lb, OverlayA)
+		if err != nil {
+			return netip.Addr{}, nil, err
+		}
+		db, err := startOVS(ctx, p.B, dir, p.IfB, p.AddrB, la, OverlayB)
+		if err != nil {
+			for _, d := range da {
+				d.Stop()
+			}
+			return netip.Addr{}, nil, err
+		}
+		return OverlayB.Addr(), append(da, db...), nil
 	case KindMixed:
 		tns, kns, tl, kl, to, ko, tmac, kmac := p.A, p.B, la, lb, OverlayA, OverlayB, macA, macB
 		if sc.TunneldSide == "b" {
@@ -164,6 +182,8 @@ func (sc Scenario) egressDev(p *topo.Pair) string {
 		return "vxlan42"
 	case KindTunneld:
 		return TunneldDevice
+	case KindOVS:
+		return OVSDevice
 	case KindMixed:
 		if sc.TunneldSide == "a" {
 			return TunneldDevice

@@ -48,9 +48,11 @@ func TunneldConfigMACs(mode, encapBody string, local, remote netip.Addr, own, pe
 // TunneldDevice is the device name in the configs TunneldConfig renders.
 const TunneldDevice = "tp0"
 
-// Daemon is a tunneld process running inside a namespace, started with
-// GODEBUG=gctrace=1 so that its garbage collections can be counted.
+// Daemon is a process running inside a namespace: tunneld (started with
+// GODEBUG=gctrace=1 so that its garbage collections can be counted), or
+// another data plane's (Open vSwitch's ovs-vswitchd and ovsdb-server).
 type Daemon struct {
+	Name string // the program, e.g. "tunneld"
 	NS   *topo.NS
 	Cmd  *exec.Cmd
 	Log  *LogWriter
@@ -70,16 +72,10 @@ func StartTunneld(ctx context.Context, ns *topo.NS, bin, dir, config string) (*D
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		return nil, err
 	}
-	d := &Daemon{NS: ns, Log: &LogWriter{}, done: make(chan error, 1)}
-	d.Cmd = ns.Command(ctx, bin, "--config", path)
-	d.Cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
-	d.Cmd.Stdout, d.Cmd.Stderr = d.Log, d.Log
-	d.Cmd.Cancel = func() error { return d.Cmd.Process.Signal(syscall.SIGTERM) }
-	d.Cmd.WaitDelay = 5 * time.Second
-	if err := d.Cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start tunneld in %s: %w", ns.Name, err)
+	d, err := startDaemon(ctx, ns, []string{"GODEBUG=gctrace=1"}, bin, "--config", path)
+	if err != nil {
+		return nil, err
 	}
-	go func() { d.done <- d.Cmd.Wait() }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := ns.Handle().LinkByName(TunneldDevice); err == nil {
@@ -103,6 +99,22 @@ func StartTunneld(ctx context.Context, ns *topo.NS, bin, dir, config string) (*D
 			return nil, fmt.Errorf("tunneld in %s: device %s did not appear within 10s\n%s", ns.Name, TunneldDevice, d.Log)
 		}
 	}
+}
+
+// startDaemon runs name inside ns with environ added, its output into
+// Log. It ends with ctx (SIGTERM, then SIGKILL after 5 s) or with Stop.
+func startDaemon(ctx context.Context, ns *topo.NS, environ []string, name string, args ...string) (*Daemon, error) {
+	d := &Daemon{Name: filepath.Base(name), NS: ns, Log: &LogWriter{}, done: make(chan error, 1)}
+	d.Cmd = ns.Command(ctx, name, args...)
+	d.Cmd.Env = append(os.Environ(), environ...)
+	d.Cmd.Stdout, d.Cmd.Stderr = d.Log, d.Log
+	d.Cmd.Cancel = func() error { return d.Cmd.Process.Signal(syscall.SIGTERM) }
+	d.Cmd.WaitDelay = 5 * time.Second
+	if err := d.Cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s in %s: %w", filepath.Base(name), ns.Name, err)
+	}
+	go func() { d.done <- d.Cmd.Wait() }()
+	return d, nil
 }
 
 // Exited reports whether the process has ended (and how).
@@ -133,7 +145,7 @@ func (d *Daemon) Stop() error {
 		d.Cmd.Process.Kill()
 		err := <-d.done
 		d.done <- err
-		return fmt.Errorf("tunneld in %s ignored SIGTERM for 5s: killed", d.NS.Name)
+		return fmt.Errorf("%s in %s ignored SIGTERM for 5s: killed", d.Name, d.NS.Name)
 	}
 }
 

@@ -13,6 +13,9 @@ command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v gcc      >/dev/null 2>&1 || need+=(gcc libc6-dev)
 # The Calico test's routing daemon (BIRD 2, as Calico runs it).
 command -v bird     >/dev/null 2>&1 || need+=(bird2)
+# The harness's Open vSwitch scenario (userspace datapath, run per
+# namespace by bench/ovs.go; no kernel module).
+command -v ovs-vswitchd >/dev/null 2>&1 || need+=(openvswitch-switch)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "deps: missing ${need[*]}; install them (apt-get install -y ${need[*]}) or run as root" >&2
@@ -28,6 +31,9 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
     if [[ " ${need[*]} " == *" bird2 "* ]] && command -v systemctl >/dev/null 2>&1; then
       systemctl disable --now bird >/dev/null 2>&1 || true
+    fi
+    if [[ " ${need[*]} " == *" openvswitch-switch "* ]] && command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now openvswitch-switch >/dev/null 2>&1 || true
     fi
   fi
 fi

@@ -38,8 +38,8 @@ func TestParseOffloads(t *testing.T) {
 	}
 }
 
-// TestSmoke runs tunbench --quick with direct, kernel-vxlan and
-// tunneld-vxlan, offloads off, and checks that every figure is there and
+// TestSmoke runs tunbench --quick with direct, kernel-vxlan, ovs-vxlan
+// (Open vSwitch's userspace datapath) and tunneld-vxlan, offloads off, and checks that every figure is there and
 // positive. TUNBENCH_TUNNELD may name a prebuilt tunneld; otherwise the
 // working tree's is built.
 func TestSmoke(t *testing.T) {
@@ -49,12 +49,12 @@ func TestSmoke(t *testing.T) {
 	}
 	dir := t.TempDir()
 	jsonPath, svgPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.svg")
-	args := []string{"--quick", "--scenarios", "direct,kernel-vxlan,tunneld-vxlan", "--offloads", "off",
+	args := []string{"--quick", "--scenarios", "direct,kernel-vxlan,ovs-vxlan,tunneld-vxlan", "--offloads", "off",
 		"--json", jsonPath, "--svg", svgPath}
 	if bin := os.Getenv("TUNBENCH_TUNNELD"); bin != "" {
 		args = append(args, "--tunneld", bin)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
 	start := time.Now()
@@ -74,8 +74,8 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal(data, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Results) != 3 {
-		t.Fatalf("%d results, want 3", len(rep.Results))
+	if len(rep.Results) != 4 {
+		t.Fatalf("%d results, want 4", len(rep.Results))
 	}
 	pos := func(r bench.Result, what string, v float64) {
 		t.Helper()
@@ -104,6 +104,18 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("%s: no %s ratio", r.Key(), name)
 			} else {
 				pos(r, name+" ratio", *p)
+			}
+		}
+		if r.Machine == nil {
+			t.Errorf("%s: no machine CPU figure", r.Key())
+		} else {
+			pos(r, "host CPU s/GB", r.Machine.CPUSecPerGB)
+		}
+		if r.Scenario == "ovs-vxlan" {
+			if s := r.Resources; s == nil || len(s.PIDs) != 4 {
+				t.Errorf("%s: resources %+v, want ovsdb-server and ovs-vswitchd on both sides", r.Key(), s)
+			} else {
+				pos(r, "OVS CPU s/GB", s.CPUSecPerGB)
 			}
 		}
 		if r.Scenario != "tunneld-vxlan" {
