@@ -233,7 +233,11 @@ func TestMemberLifecycle(t *testing.T) {
 
 	// Malformed and foreign leases are counted and change nothing.
 	mustPut(t, cli, "/coreos.com/network/subnets/10.244.7.0-24", `{"PublicIP":"10.99.0.7","BackendType":"vxlan"}`)
-	mustPut(t, cli, "/coreos.com/network/subnets/10.244.8.0-24", `{"PublicIP":"10.99.0.8","BackendType":"udp"}`)
+	foreign := "10.244.8.0-24"
+	if first == pfx("10.244.8.0/24") {
+		foreign = "10.244.9.0-24"
+	}
+	mustPut(t, cli, "/coreos.com/network/subnets/"+foreign, `{"PublicIP":"10.99.0.8","BackendType":"udp"}`)
 	deadline := time.Now().Add(5 * time.Second)
 	for st.MalformedLeases.Load() != 1 || st.IgnoredLeases.Load() != 1 {
 		if time.Now().After(deadline) {
