@@ -23,6 +23,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
+
+	"tunnelplane/bench/topo"
 )
 
 // env is two namespaces A (10.99.0.1/24 on vxa) and B (10.99.0.2/24 on vxb)
@@ -37,12 +39,10 @@ type env struct {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, TAP/TUN devices and tc")
-	}
+	topo.RequireRoot(t) // namespaces, TAP/TUN devices and tc; a failure in CI
 	for _, b := range []string{"ip", "tc", "ethtool"} {
 		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not installed", b)
+			t.Fatalf("%s not installed (scripts/deps.sh installs iproute2 and ethtool)", b)
 		}
 	}
 }
