@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/netcfg"
 )
 
 var (
@@ -82,13 +83,14 @@ func probe(kind string) error {
 type Link struct {
 	mu      sync.Mutex
 	h       *netlink.Handle
-	cfg     config.Config // a copy; Peers is the last set programmed
+	netcfg  *netcfg.Handle // MTU, MAC, addresses, up, routes: through h
+	cfg     config.Config  // a copy; Peers is the last set programmed
 	index   int
-	adopted bool // the kernel's fallback device (tunl0, ...): Close keeps it
-	addrs   []*netlink.Addr
+	adopted bool   // the kernel's fallback device (tunl0, ...): Close keeps it
+	undo    func() // an adopted device's: takes back what netcfg.Configure added
 	closed  bool
 
-	routes map[netip.Prefix]*netlink.Route
+	routes []netcfg.Route                // ours, sorted (netcfg.SyncRoutesVia)
 	neighs map[netip.Addr]*netlink.Neigh // overlay gateway -> peer MAC
 	fdb    map[fdbKey]*netlink.Neigh
 }
@@ -104,7 +106,8 @@ func Apply(cfg *config.Config) (*Link, error) {
 }
 
 // ApplyWithOptions creates the kernel link equivalent to cfg: the same
-// name, MTU, MAC (vxlan and gretap), addresses; for vxlan the VNI, UDP port,
+// name, MTU, MAC (vxlan and gretap), addresses (set as the userspace data
+// plane sets them, netcfg.Configure); for vxlan the VNI, UDP port,
 // local address, TTL, TOS and nolearning; for ipip, sit and gre the local
 // address, TTL, TOS, path MTU discovery, and the GRE key (sent and
 // required), checksums and sequence numbers (sent). It sets the link up and
@@ -114,7 +117,8 @@ func Apply(cfg *config.Config) (*Link, error) {
 // kernel creates with the ipip, sit or gre module (tunl0, sit0, gre0,
 // gretap0; Calico uses tunl0 this way): that one is adopted as it is
 // (local and remote any, its own TTL), given the MTU, addresses and
-// routes, and on Close only stripped of them again.
+// routes, and on Close only stripped of them again (addresses it had
+// before stay, and it is set down only if it was down).
 //
 // The vxlan link leaves the outer DF bit to the kernel's default (clear):
 // the netlink library in use cannot set IFLA_VXLAN_DF.
@@ -134,8 +138,8 @@ func ApplyWithOptions(cfg *config.Config, opt Options) (_ *Link, err error) {
 	}
 	l := &Link{
 		h:      h,
+		netcfg: netcfg.On(h),
 		cfg:    *cfg,
-		routes: map[netip.Prefix]*netlink.Route{},
 		neighs: map[netip.Addr]*netlink.Neigh{},
 		fdb:    map[fdbKey]*netlink.Neigh{},
 	}
@@ -176,31 +180,17 @@ func ApplyWithOptions(cfg *config.Config, opt Options) (_ *Link, err error) {
 		}
 		l.index = got.Attrs().Index
 	}
-	link, err := h.LinkByIndex(l.index)
+	undo, err := l.netcfg.Configure(netcfg.Link{
+		Name:      name,
+		MTU:       cfg.Device.MTU,
+		TAP:       hasMAC(cfg) && !l.adopted,
+		MAC:       cfg.Device.MAC,
+		Addresses: cfg.Device.Addresses,
+	}, l.adopted)
 	if err != nil {
-		return nil, wrap("look up", err)
+		return nil, wrap("configure", err)
 	}
-	if err := h.LinkSetMTU(link, cfg.Device.MTU); err != nil {
-		return nil, wrap(fmt.Sprintf("mtu %d", cfg.Device.MTU), err)
-	}
-	if hasMAC(cfg) && !l.adopted {
-		if err := h.LinkSetHardwareAddr(link, net.HardwareAddr(cfg.Device.MAC[:])); err != nil {
-			return nil, wrap("set MAC", err)
-		}
-	}
-	for _, p := range cfg.Device.Addresses {
-		a := &netlink.Addr{IPNet: ipnet(p)}
-		if p.Addr().Is6() {
-			a.Flags = unix.IFA_F_NODAD
-		}
-		if err := h.AddrAdd(link, a); err != nil {
-			return nil, wrap("address "+p.String(), err)
-		}
-		l.addrs = append(l.addrs, a)
-	}
-	if err := h.LinkSetUp(link); err != nil {
-		return nil, wrap("up", err)
-	}
+	l.undo = undo
 	if err := l.SetPeers(cfg.Peers); err != nil {
 		return nil, err
 	}
@@ -302,17 +292,8 @@ func (l *Link) SetPeers(peers []config.Peer) error {
 		return err
 	}
 	var errs []error
-	// Remove what is stale first: a prefix moving between peers must not
+	// Remove stale entries first: a prefix moving between peers must not
 	// meet its old neighbour entry.
-	for k, r := range l.routes {
-		if _, keep := routes[k]; !keep {
-			if err := l.h.RouteDel(r); err != nil && !isGone(err) {
-				errs = append(errs, fmt.Errorf("delete route %s: %w", k, err))
-				continue
-			}
-			delete(l.routes, k)
-		}
-	}
 	for k, n := range l.neighs {
 		if want, keep := neighs[k]; !keep || !slices.Equal(want.HardwareAddr, n.HardwareAddr) {
 			if !keep {
@@ -333,8 +314,10 @@ func (l *Link) SetPeers(peers []config.Peer) error {
 			delete(l.fdb, k)
 		}
 	}
-	// Then install: FDB, neighbours, routes (a route's gateway resolves
-	// through the neighbour entry).
+	// Then install: FDB, neighbours, and last the routes (netcfg: only the
+	// difference, a route of ours whose gateway changed replaced in place,
+	// stale ones removed), so that a new route's gateway resolves through
+	// its neighbour entry.
 	for k, n := range fdb {
 		if _, have := l.fdb[k]; have {
 			continue
@@ -361,15 +344,8 @@ func (l *Link) SetPeers(peers []config.Peer) error {
 		}
 		l.neighs[k] = n
 	}
-	for k, r := range routes {
-		if old, have := l.routes[k]; have && sameRoute(old, r) {
-			continue
-		}
-		if err := l.h.RouteReplace(r); err != nil {
-			errs = append(errs, fmt.Errorf("route %s: %w", k, err))
-			continue
-		}
-		l.routes[k] = r
+	if l.routes, err = l.netcfg.SyncRoutesVia(l.cfg.Device.Name, routes, l.routes); err != nil {
+		errs = append(errs, err)
 	}
 	if err := l.setRemote(peers); err != nil {
 		errs = append(errs, err)
@@ -413,8 +389,8 @@ func (l *Link) setRemote(peers []config.Peer) error {
 }
 
 // desired computes the routes, neighbour and FDB entries for peers.
-func (l *Link) desired(peers []config.Peer) (map[netip.Prefix]*netlink.Route, map[netip.Addr]*netlink.Neigh, map[fdbKey]*netlink.Neigh, error) {
-	routes := map[netip.Prefix]*netlink.Route{}
+func (l *Link) desired(peers []config.Peer) ([]netcfg.Route, map[netip.Addr]*netlink.Neigh, map[fdbKey]*netlink.Neigh, error) {
+	var routes []netcfg.Route
 	neighs := map[netip.Addr]*netlink.Neigh{}
 	fdb := map[fdbKey]*netlink.Neigh{}
 	tap := l.cfg.Device.Mode == config.ModeTAP
@@ -457,14 +433,11 @@ func (l *Link) desired(peers []config.Peer) (map[netip.Prefix]*netlink.Route, ma
 					IP:           net.IP(gw.AsSlice()),
 					HardwareAddr: net.HardwareAddr(p.MAC[:]),
 				}
-				r := &netlink.Route{LinkIndex: l.index, Dst: ipnet(pfx)}
-				if pfx.IsSingleIP() {
-					r.Scope = netlink.SCOPE_LINK
-				} else {
-					r.Gw = net.IP(gw.AsSlice())
-					r.Flags = int(netlink.FLAG_ONLINK)
+				r := netcfg.Route{Dst: pfx} // a single address: on the link
+				if !pfx.IsSingleIP() {
+					r.Via = gw
 				}
-				routes[pfx] = r
+				routes = append(routes, r)
 			}
 		case tap: // gretap: the remote is the link's; nothing per prefix
 		default: // ipip, sit, gre: NBMA, the gateway is the endpoint
@@ -477,20 +450,11 @@ func (l *Link) desired(peers []config.Peer) (map[netip.Prefix]*netlink.Route, ma
 					copy(v6[12:], b[:])
 					gw = netip.AddrFrom16(v6) // ::a.b.c.d
 				}
-				routes[pfx] = &netlink.Route{
-					LinkIndex: l.index,
-					Dst:       ipnet(pfx),
-					Gw:        net.IP(gw.AsSlice()),
-					Flags:     int(netlink.FLAG_ONLINK),
-				}
+				routes = append(routes, netcfg.Route{Dst: pfx, Via: gw})
 			}
 		}
 	}
 	return routes, neighs, fdb, nil
-}
-
-func sameRoute(a, b *netlink.Route) bool {
-	return a.Dst.String() == b.Dst.String() && a.Gw.Equal(b.Gw) && a.Flags == b.Flags && a.Scope == b.Scope
 }
 
 // isGone reports errors meaning "already not there".
@@ -530,30 +494,19 @@ func (l *Link) Close() error {
 		return nil
 	}
 	var errs []error
-	for _, r := range l.routes {
-		if err := l.h.RouteDel(r); err != nil && !isGone(err) {
-			errs = append(errs, err)
-		}
+	if _, err := l.netcfg.SyncRoutesVia(l.cfg.Device.Name, nil, l.routes); err != nil {
+		errs = append(errs, err)
 	}
 	for _, n := range l.neighs {
 		if err := l.h.NeighDel(n); err != nil && !isGone(err) {
 			errs = append(errs, err)
 		}
 	}
-	for _, a := range l.addrs {
-		if err := l.h.AddrDel(link, a); err != nil && !isGone(err) && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			errs = append(errs, err)
-		}
-	}
-	if err := l.h.LinkSetDown(link); err != nil {
-		errs = append(errs, err)
+	if l.undo != nil {
+		l.undo() // the addresses netcfg.Configure added; down if it was down
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("kernel backend: release %s: %w", l.cfg.Device.Name, err)
 	}
 	return nil
-}
-
-func ipnet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }

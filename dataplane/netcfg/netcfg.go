@@ -9,9 +9,19 @@ import (
 type Link struct {
 	Name      string
 	MTU       int
-	TAP       bool    // an Ethernet device: MAC is set too
+	TAP       bool    // an Ethernet device (TAP, vxlan, gretap): MAC is set too
 	MAC       [6]byte // TAP only
 	Addresses []netip.Prefix
+}
+
+// Route is a route through a link to Dst: directly on the link (scope
+// link) when Via is the zero Addr, else via the gateway Via, onlink (the
+// gateway need not be on a prefix of the link: the kernel backend routes
+// flannel's vxlan prefixes via their first address and Calico's ipip
+// prefixes via the peer's underlay address).
+type Route struct {
+	Dst netip.Prefix
+	Via netip.Addr
 }
 
 // RouteProtocol marks the routes tunneld adds (rtm_protocol; `ip route`
