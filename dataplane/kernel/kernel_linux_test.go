@@ -15,6 +15,7 @@ import (
 
 	"tunnelplane/bench/topo"
 	"tunnelplane/dataplane/config"
+	"tunnelplane/dataplane/netcfg"
 )
 
 // TestSupported compares the probe with what iproute2 can create in a
@@ -128,6 +129,22 @@ func TestApplyVXLAN(t *testing.T) {
 		vx.HardwareAddr.String() != "02:00:0a:63:00:01" || vx.Attrs().Flags&net.FlagUp == 0 {
 		t.Errorf("vx0: vni %d port %d learning %v mtu %d local %s mac %s flags %v",
 			vx.VxlanId, vx.Port, vx.Learning, vx.MTU, vx.SrcAddr, vx.HardwareAddr, vx.Attrs().Flags)
+	}
+
+	// The routes are netcfg's, marked as tunneld's: the /24 via its first
+	// address onlink, the /32 on the link.
+	rs, err := p.A.Handle().RouteList(l, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := map[string]string{}
+	for _, r := range rs {
+		if r.Protocol == netcfg.RouteProtocol {
+			ours[r.Dst.String()] = r.Gw.String()
+		}
+	}
+	if len(ours) != 2 || ours["10.200.12.0/24"] != "10.200.12.0" || ours["10.200.0.2/32"] != "<nil>" {
+		t.Errorf("routes of proto %d on vx0: %v", netcfg.RouteProtocol, ours)
 	}
 
 	for _, tt := range []struct {

@@ -5,10 +5,10 @@
 // (addresses present before it came, routes of other daemons, stay).
 //
 // The package functions work in the calling thread's namespace; a Handle
-// (On) does the same work through a netlink socket of the caller's, in
-// the namespace that socket was opened in (the kernel backend's). The
-// kernel backend keeps only what is particular to its links: creating
-// them, and their neighbour and FDB entries.
+// (On; Linux only) does the same work through a netlink socket of the
+// caller's, in the namespace that socket was opened in (the kernel
+// backend's). The kernel backend keeps only what is particular to its
+// links: creating them, and their neighbour and FDB entries.
 //
 // It may import the standard library and netlink; never the data plane
 // root, the device or the underlay side, nor the kernel backend.
