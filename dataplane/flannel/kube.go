@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -97,6 +98,9 @@ func (o Options) restConfig() (*rest.Config, error) {
 	return c, nil
 }
 
+// kubeDialTimeout bounds one connection attempt to the API server.
+const kubeDialTimeout = 5 * time.Second
+
 // JoinKube reads and checks the network config file, starts the informer
 // on Nodes, waits for its first list and for this node's Node to have a
 // podCIDR inside the network, and publishes the node's annotations. It
@@ -130,6 +134,13 @@ func JoinKube(ctx context.Context, opt Options) (*KubeMember, error) {
 		return nil, err
 	}
 	rc.UserAgent = "tunneld"
+	if rc.Dial == nil {
+		// client-go's default dialer waits 30 s for a connection: one
+		// attempt that finds the API server's address silent (a restart,
+		// a node's link flapping) would hold the reflector that long
+		// before its next try. The API server is one hop or a few away.
+		rc.Dial = (&net.Dialer{Timeout: kubeDialTimeout, KeepAlive: 15 * time.Second}).DialContext
+	}
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("flannel: kubernetes client: %w", err)
