@@ -9,17 +9,24 @@
 //	vxlan, tun mode (flannel's vxlan backend):
 //	  bridge fdb replace PEERMAC dev DEV dst REMOTE self permanent
 //	  ip neigh replace GW lladdr PEERMAC dev DEV nud permanent
-//	  ip route replace PREFIX via GW dev DEV onlink   (GW = PREFIX's first address)
-//	  ip route replace PREFIX dev DEV                 (for a /32 or /128: GW is PREFIX)
+//	  ip route add PREFIX via GW dev DEV onlink       (GW = PREFIX's first address)
+//	  ip route add PREFIX dev DEV                     (for a /32 or /128: GW is PREFIX)
 //	vxlan, tap mode (L2, to be bridged):
 //	  bridge fdb append 00:00:00:00:00:00 dev DEV dst REMOTE self permanent  (flood list)
 //	  bridge fdb replace PEERMAC dev DEV dst REMOTE self permanent           (only a configured mac)
 //	ipip, sit, gre, tun mode (Calico's tunl0, NBMA: the device has no remote):
-//	  ip route replace PREFIX via REMOTE dev DEV onlink
+//	  ip route add PREFIX via REMOTE dev DEV onlink
 //	  (an IPv6 PREFIX over an IPv4 underlay goes via ::REMOTE, the
 //	  IPv4-compatible address the sit/ip_tunnel drivers take the
 //	  endpoint from)
 //	gre, tap mode (gretap is point to point): the one peer is the device's remote.
+//
+// The link's MTU, MAC, addresses and up state and the routes are set by
+// dataplane/netcfg, as for the userspace data plane: routes are marked
+// proto 171 (netcfg.RouteProtocol), a route someone else has for the
+// prefix is left as it is, and only tunneld's own are removed. This
+// package keeps what is particular to the kernel's links: creating them,
+// and their neighbour and FDB entries.
 //
 // The package does nothing on import; Supported probes lazily and caches.
 package kernel
