@@ -61,6 +61,10 @@ type KubeMember struct {
 	fatal   chan error    // cap 1: the node lost its subnet
 	repub   chan struct{} // cap 1: our annotations need publishing again
 
+	// joined is set once subnet, mac and publicIP are final; before it
+	// the reflector's goroutine leaves them alone.
+	joined atomic.Bool
+
 	mu      sync.Mutex
 	leases  map[string]Lease // Node name -> its lease, for the other Nodes
 	ignored ignoredNotes
@@ -174,6 +178,9 @@ func JoinKube(ctx context.Context, opt Options) (*KubeMember, error) {
 		m.log.Info("flannel: the Node's public-ip-overwrite annotation names the address the other nodes send to", "public_ip", o, "underlay_local", opt.PublicIP)
 		m.publicIP = o
 	}
+	// subnet, mac and publicIP are final: the reflector's goroutine may
+	// read them from here on (ownEvent).
+	m.joined.Store(true)
 	if err := m.retry(ctx, "publish the Node's annotations", func(ctx context.Context) error { return m.publish(ctx, own) }); err != nil {
 		m.Close()
 		return nil, err
@@ -449,7 +456,10 @@ func (m *KubeMember) nodeGone(name string) {
 // device address and subnet.env would be wrong); annotations that are no
 // longer ours (removed, or a Node created anew) are published again.
 func (m *KubeMember) ownEvent(n *v1.Node) {
-	if m.subnet.IsValid() {
+	if !m.joined.Load() {
+		return // JoinKube reads this Node itself
+	}
+	{
 		if sn, err := podCIDR(n); err == nil && sn != m.subnet {
 			select {
 			case m.fatal <- fmt.Errorf("flannel: this Node's podCIDR changed from %s to %s; restart tunneld to take the new subnet", m.subnet, sn):
@@ -458,7 +468,7 @@ func (m *KubeMember) ownEvent(n *v1.Node) {
 			return
 		}
 	}
-	if m.publicIP != "" && !m.published(n) {
+	if !m.published(n) {
 		select {
 		case m.repub <- struct{}{}:
 		default:
