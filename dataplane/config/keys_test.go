@@ -117,6 +117,10 @@ func TestNewKeysProblems(t *testing.T) {
 		{"backend unknown", withBase("backend: ebpf"), 5, 10, "backend", `must be "userspace", "kernel" or "auto", not "ebpf"`},
 		{"backend not a string", withBase("backend: [kernel]"), 5, 10, "backend", "must be a string"},
 		{"backend kernel ipudp", doc("encap: {preset: flannel-udp}", "underlay: {local: 10.99.0.1}", "backend: kernel"), 3, 10, "backend", "no ipudp link type"},
+		{"backend kernel peer prefix is the device subnet", doc("device: {addresses: [10.200.0.1/24]}", "encap: {preset: calico-vxlan}", "underlay: {local: 10.99.0.1}",
+			"peers: [{remote: 10.99.0.2, prefixes: [10.200.0.0/24]}]", "backend: kernel"), 4, 40, "peers[0].prefixes[0]", "is the subnet of device address 10.200.0.1/24"},
+		{"backend auto peer prefix is the device subnet", doc("device: {addresses: [10.200.0.1/24]}", "encap: {preset: calico-vxlan}", "underlay: {local: 10.99.0.1}",
+			"peers: [{remote: 10.99.0.2, prefixes: [10.200.0.0/24]}]", "backend: auto"), 4, 40, "peers[0].prefixes[0]", "(backend auto)"},
 		{"peers_from unknown", withBase("peers_from: bgp"), 5, 13, "peers_from", `must be "config", "routes" or "flannel", not "bgp"`},
 		{"peers_from typo", withBase("peer_from: routes"), 5, 1, "peer_from", `did you mean "peers_from"`},
 	}

@@ -419,6 +419,16 @@ func (v *validator) peers() {
 	if c.Encap.Type == EncapVXLAN && local.IsValid() {
 		macs[c.Device.MAC] = "device"
 	}
+	// The kernel's link takes a peer's prefix as a route through the
+	// peer; a prefix that is exactly a device address's own subnet keeps
+	// the kernel's connected route instead (netcfg never replaces a route
+	// it did not make), and that peer would be unreachable.
+	connected := map[netip.Prefix]netip.Prefix{}
+	if c.Backend == BackendKernel || c.Backend == BackendAuto {
+		for _, a := range c.Device.Addresses {
+			connected[a.Masked()] = a
+		}
+	}
 	for i := range c.Peers {
 		p := &c.Peers[i]
 		at := fmt.Sprintf("peers[%d]", i)
@@ -454,6 +464,9 @@ func (v *validator) peers() {
 			case pfx.Addr().Is4() && !carries4 || pfx.Addr().Is6() && !carries6:
 				v.fail(path(), "%s is %s, which %s does not carry", pfx, family(pfx.Addr()), c.Encap.Type)
 				continue
+			}
+			if a, ok := connected[pfx]; ok {
+				v.fail(path(), "%s is the subnet of device address %s, which the kernel routes on the device itself (backend %s); list the peer's own addresses (e.g. a /32) instead", pfx, a, c.Backend)
 			}
 			j, dup := owner[pfx]
 			switch {
