@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,20 +164,25 @@ func (k *kubeTest) update(name string, f func(n *v1.Node)) {
 	}
 }
 
-// snapshots runs m and returns the peer snapshots it reports.
-func runMember(t *testing.T, m *KubeMember) (<-chan []config.Peer, <-chan error) {
+// runMember runs m and returns the peer snapshots it reports, and a stop
+// (also run at cleanup) that ends Run and closes m.
+func runMember(t *testing.T, m *KubeMember) (<-chan []config.Peer, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	snaps := make(chan []config.Peer, 64)
 	errc := make(chan error, 1)
 	go func() { errc <- m.Run(ctx, func(p []config.Peer) { snaps <- p }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		m.Close()
-	})
-	return snaps, errc
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-errc; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			m.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return snaps, stop
 }
 
 // waitPeers waits (bounded) for a snapshot whose remotes are want.
@@ -251,7 +257,7 @@ func TestKubeMember(t *testing.T) {
 			t.Errorf("annotation %s = %q, want %q", key, got, want)
 		}
 	}
-	snaps, _ := runMember(t, m)
+	snaps, stopRun := runMember(t, m)
 	p := waitPeers(t, snaps, 5*time.Second, "10.99.0.2")
 	if p[0].Prefixes[0] != netip.MustParsePrefix("10.244.2.0/24") || p[0].MAC != [6]byte{0xaa, 0xbb, 0xcc, 0xdd, 0xee, 2} {
 		t.Errorf("peer %+v", p[0])
@@ -336,14 +342,16 @@ func TestKubeMember(t *testing.T) {
 	waitPeers(t, snaps, 60*time.Second, "10.99.0.5", "10.99.0.6")
 	t.Logf("a Node added after the API server returned learned in %s (resyncs %d)", time.Since(start).Round(time.Millisecond), st.Resyncs.Load())
 
-	// A restart with another default MAC reuses the published one.
+	// A restart with another default MAC reuses the published one. The
+	// running member stops first: it would put its own MAC back.
+	stopRun()
 	opt2 := k.opt
 	opt2.VtepMAC = [6]byte{2, 0, 0, 0, 0, 9}
 	m2, err := JoinKube(k.ctx(), opt2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m2.Close()
+	m2.Close()
 	if m2.VtepMAC() != k.opt.VtepMAC || m2.Subnet() != m.Subnet() {
 		t.Errorf("restart: VtepMAC %s subnet %s, want %s and %s", macString(m2.VtepMAC()), m2.Subnet(), macString(k.opt.VtepMAC), m.Subnet())
 	}
