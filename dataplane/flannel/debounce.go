@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
+
+	"tunnelplane/dataplane/config"
 )
 
 // debouncer turns a burst of changes into one report: it fires a quiet
@@ -114,4 +117,42 @@ func (in *ignoredNotes) note(ignored []Lease, local /* this node's PublicIP */ s
 			log.Warn("flannel lease of another backend ignored", "subnet", l.Subnet, "public_ip", l.PublicIP, "backend", l.Backend(), "ours", backend)
 		}
 	}
+}
+
+// snapshots turns the leases a member knows into peer snapshots for its
+// Run's fn: each time they differ from the last one reported (the first
+// is always reported, empty or not), counting each and logging ignored
+// leases once.
+type snapshots struct {
+	own     netip.Prefix
+	local   netip.Addr
+	backend string
+	st      *Stats
+	log     *slog.Logger
+	ignored *ignoredNotes
+	fn      func([]config.Peer)
+	last    []config.Peer
+}
+
+func (s *snapshots) report(leases []Lease) {
+	peers, ignored := Peers(leases, s.own, s.local, s.backend)
+	s.ignored.note(ignored, s.local.String(), s.backend, s.st, s.log)
+	if s.last != nil && peersEqual(peers, s.last) {
+		return
+	}
+	s.last = peers
+	if s.last == nil {
+		s.last = []config.Peer{}
+	}
+	s.st.Snapshots.Add(1)
+	s.fn(peers)
+}
+
+// leaseList is the leases of a map, in no particular order.
+func leaseList(m map[string]Lease) []Lease {
+	all := make([]Lease, 0, len(m))
+	for _, l := range m {
+		all = append(all, l)
+	}
+	return all
 }

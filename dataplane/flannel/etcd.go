@@ -232,10 +232,7 @@ func (m *Member) tryAcquire(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	all := make([]Lease, 0, len(leases))
-	for _, l := range leases {
-		all = append(all, l)
-	}
+	all := leaseList(leases)
 	value := string(EncodeLease(m.opt.PublicIP, m.opt.Backend, m.opt.VNI, m.opt.VtepMAC))
 	grant, err := m.cli.Grant(ctx, int64(m.ttl()/time.Second))
 	if err != nil {
@@ -271,10 +268,7 @@ func (m *Member) tryAcquire(ctx context.Context) (bool, error) {
 			return false, err
 		}
 		delete(leases, key)
-		all = all[:0]
-		for _, l := range leases {
-			all = append(all, l)
-		}
+		all = leaseList(leases)
 	}
 	taken := make([]netip.Prefix, 0, len(all))
 	for _, l := range all {
@@ -324,24 +318,8 @@ func (m *Member) Run(ctx context.Context, fn func([]config.Peer)) error {
 
 	leases, rev := m.listed, m.listedRev
 	m.listed = nil
-	var last []config.Peer
-	report := func() {
-		all := make([]Lease, 0, len(leases))
-		for _, l := range leases {
-			all = append(all, l)
-		}
-		peers, ignored := Peers(all, m.subnet, m.opt.PublicIP, m.opt.Backend)
-		m.ignored.note(ignored, m.opt.PublicIP.String(), m.opt.Backend, m.st, m.log)
-		if last != nil && peersEqual(peers, last) {
-			return
-		}
-		last = peers
-		if last == nil {
-			last = []config.Peer{}
-		}
-		m.st.Snapshots.Add(1)
-		fn(peers)
-	}
+	snaps := &snapshots{own: m.subnet, local: m.opt.PublicIP, backend: m.opt.Backend, st: m.st, log: m.log, ignored: &m.ignored, fn: fn}
+	report := func() { snaps.report(leaseList(leases)) }
 	report()
 
 	db := newDebouncer(m.opt.Debounce)

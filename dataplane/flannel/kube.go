@@ -465,25 +465,12 @@ func (m *KubeMember) Run(ctx context.Context, fn func([]config.Peer)) error {
 			m.log.Info("flannel: Node condition NetworkUnavailable=False")
 		}
 	}()
-	var last []config.Peer
+	snaps := &snapshots{own: m.subnet, local: m.opt.PublicIP, backend: m.opt.Backend, st: m.st, log: m.log, ignored: &m.ignored, fn: fn}
 	report := func() {
 		m.mu.Lock()
-		all := make([]Lease, 0, len(m.leases))
-		for _, l := range m.leases {
-			all = append(all, l)
-		}
+		all := leaseList(m.leases)
 		m.mu.Unlock()
-		peers, ignored := Peers(all, m.subnet, m.opt.PublicIP, m.opt.Backend)
-		m.ignored.note(ignored, m.opt.PublicIP.String(), m.opt.Backend, m.st, m.log)
-		if last != nil && peersEqual(peers, last) {
-			return
-		}
-		last = peers
-		if last == nil {
-			last = []config.Peer{}
-		}
-		m.st.Snapshots.Add(1)
-		fn(peers)
+		snaps.report(all)
 	}
 	report()
 	db := newDebouncer(m.opt.Debounce)
