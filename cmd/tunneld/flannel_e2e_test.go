@@ -350,6 +350,33 @@ func noLoss(t *testing.T, ns *topo.NS, dst netip.Addr, count int) {
 	}
 }
 
+// noLossThrough pings dst from ns 80 times at 100 ms while the control
+// plane (what) is stopped for 5 s, a second in, and requires every answer:
+// forwarding must not depend on it.
+func noLossThrough(t *testing.T, ns *topo.NS, dst netip.Addr, what string, stop, start func()) {
+	t.Helper()
+	type result struct {
+		sent, recv int
+		out        string
+	}
+	res := make(chan result, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		s, r, out := fping(ctx, ns, dst, 80, 100*time.Millisecond) // 8 s
+		res <- result{s, r, out}
+	}()
+	time.Sleep(time.Second)
+	stop()
+	time.Sleep(5 * time.Second)
+	start()
+	r := <-res
+	t.Logf("ping through the tunnel while %s was stopped 5 s: %d sent, %d received", what, r.sent, r.recv)
+	if r.sent != 80 || r.recv != r.sent {
+		t.Fatalf("lost pings while %s was away: %d sent, %d received\n%s", what, r.sent, r.recv, r.out)
+	}
+}
+
 // routeGone waits (bounded) until ns has no route for p.
 func routeGone(t *testing.T, ns *topo.NS, p netip.Prefix, within time.Duration) time.Duration {
 	t.Helper()
@@ -495,26 +522,7 @@ func flannelEtcdCase(t *testing.T, offloads bool) {
 	})
 
 	t.Run("etcd away for 5s loses no ping; a node added after it returns is learned", func(t *testing.T) {
-		type result struct {
-			sent, recv int
-			out        string
-		}
-		res := make(chan result, 1)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		go func() {
-			s, r, out := fping(ctx, tunNS, n2.addr, 80, 100*time.Millisecond) // 8 s
-			res <- result{s, r, out}
-		}()
-		time.Sleep(time.Second)
-		c.stopEtcd()
-		time.Sleep(5 * time.Second)
-		c.startEtcd()
-		r := <-res
-		t.Logf("ping through the tunnel while etcd was stopped 5 s: %d sent, %d received", r.sent, r.recv)
-		if r.sent != 80 || r.recv != r.sent {
-			t.Fatalf("lost pings while etcd was away: %d sent, %d received\n%s", r.sent, r.recv, r.out)
-		}
+		noLossThrough(t, tunNS, n2.addr, "etcd", c.stopEtcd, c.startEtcd)
 		n5NS := c.node("fn5", 5)
 		start := time.Now()
 		n5 := c.startFlanneld(n5NS)
