@@ -43,6 +43,7 @@ type Dataplane struct {
 	// The device queues have the virtio header (GSO writes; devUSO: UDP
 	// too; partial.go).
 	devGSO, devUSO bool
+	tgso           *tunnelGSO // the UDP-tunnel GSO TAP, or nil (tnlgso.go)
 	start          time.Time
 
 	done      chan struct{}
@@ -65,6 +66,10 @@ type Parts struct {
 	// Network is the routes and path-MTU side. Nil leaves routes alone
 	// and takes the configured underlay MTU as every peer's path MTU.
 	Network Network
+	// TunnelTAP, when set, sends TCP super-packets whole (tnlgso.go); it
+	// needs device queues with device.SuperReader, and a Network that
+	// resolves next hops, and is closed (unused) without them.
+	TunnelTAP *TunnelTAP
 	// Undo, when set, runs last in Close: it removes what opening the
 	// parts added to the system (addresses on a device that existed).
 	Undo func()
@@ -122,11 +127,20 @@ func New(cfg *config.Config, parts Parts, log *slog.Logger) (*Dataplane, error) 
 	}
 	d.gso.Store(parts.Underlay.GSO)
 	d.devGSO, d.devUSO = device.Offloads(parts.Devices[0])
+	if t := parts.TunnelTAP; t != nil {
+		res, ok := parts.Network.(hopResolver)
+		_, sr := parts.Devices[0].(device.SuperReader)
+		if ok && sr && t.TAP.Queues() >= n && d.tunnel.kind == config.EncapVXLAN && cfg.Underlay.Local.Is4() {
+			d.tgso = newTunnelGSO(cfg, t, res)
+		} else {
+			log.Warn("UDP-tunnel GSO TAP not used: the device, network or encapsulation cannot feed it", "tap", t.TAP.Name())
+		}
+	}
 	if err := d.SetPeers(PeersFromConfig(cfg)); err != nil {
 		d.Close()
 		return nil, err
 	}
-	log.Info("data plane ready", "queues", n, "pipeline", cfg.Pipeline, "udp_gso", d.gso.Load())
+	log.Info("data plane ready", "queues", n, "pipeline", cfg.Pipeline, "udp_gso", d.gso.Load(), "tunnel_gso", d.tgso != nil)
 	return d, nil
 }
 
@@ -134,6 +148,9 @@ func New(cfg *config.Config, parts Parts, log *slog.Logger) (*Dataplane, error) 
 func (d *Dataplane) closeParts() {
 	for _, c := range d.parts.Underlay.Closers {
 		c.Close()
+	}
+	if t := d.parts.TunnelTAP; t != nil {
+		t.TAP.Close()
 	}
 	for _, dev := range d.parts.Devices {
 		dev.Close()

@@ -96,7 +96,7 @@ func runEgress(tb testing.TB, pipeline string, n int) (*Dataplane, *underlaytest
 	resetTimer(tb)
 	if !d.direct {
 		d.wg.Add(1)
-		go d.routineWriter("underlay-writer", q.underlayHandoff, d.newUnderlayWriter(q.send, &q.uwriter, 128))
+		go d.routineWriter("underlay-writer", q.underlayHandoff, d.newUnderlayWriter(q, &q.uwriter, 128))
 	}
 	d.wg.Add(1)
 	d.routineDeviceReader(q)

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"errors"
 	"log/slog"
 	"net/netip"
 	"runtime"
@@ -58,7 +59,55 @@ func openParts(cfg *config.Config, log *slog.Logger) (Parts, error) {
 		}
 		return Parts{}, err
 	}
-	return Parts{Devices: devs, Underlay: *socks, Network: deviceNetwork(cfg.Device.Name), Undo: undo}, nil
+	parts := Parts{Devices: devs, Underlay: *socks, Network: deviceNetwork(cfg.Device.Name), Undo: undo}
+	if g := cfg.Underlay.TunnelGSO; g == config.TunnelGSOAuto || g == config.TunnelGSOOn {
+		t, err := openTunnelTAP(cfg, devs)
+		switch {
+		case err == nil:
+			parts.TunnelTAP = t
+			log.Info("UDP-tunnel GSO TAP: TCP super-packets leave whole", "tap", t.TAP.Name(), "via", t.Link.Name)
+		case g == config.TunnelGSOOn:
+			closeAll(parts)
+			return Parts{}, err
+		default:
+			log.Info("UDP-tunnel GSO TAP not used; super-packets are split and sent by the sockets", "err", err)
+		}
+	}
+	return parts, nil
+}
+
+// openTunnelTAP opens the UDP-tunnel GSO TAP with a queue per device
+// queue and points it at the device of the underlay address.
+func openTunnelTAP(cfg *config.Config, devs []device.Device) (*TunnelTAP, error) {
+	if _, ok := devs[0].(device.SuperReader); !ok || cfg.Encap.Type != config.EncapVXLAN || !cfg.Underlay.Local.Is4() {
+		return nil, errors.New("underlay.tunnel_gso needs VXLAN over IPv4 and a device with offloads (the virtio header)")
+	}
+	link, err := netcfg.LinkOfAddr(cfg.Underlay.Local)
+	if err != nil {
+		return nil, err
+	}
+	tap, err := underlay.OpenTunnelTAP("tpgso%d", len(devs))
+	if err != nil {
+		return nil, err
+	}
+	if err := netcfg.RedirectTAP(tap.Name(), link.Index); err != nil {
+		tap.Close()
+		return nil, err
+	}
+	return &TunnelTAP{TAP: tap, Link: link}, nil
+}
+
+// closeAll closes opened parts that no data plane owns yet.
+func closeAll(p Parts) {
+	for _, c := range p.Underlay.Closers {
+		c.Close()
+	}
+	for _, d := range p.Devices {
+		d.Close()
+	}
+	if p.Undo != nil {
+		p.Undo()
+	}
 }
 
 // openDevice opens the configured device with n queues (device.Open) and

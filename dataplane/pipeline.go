@@ -51,10 +51,14 @@ func (d *Dataplane) Start() {
 		d.wg.Add(1)
 		go d.routineWarm(t)
 	}
+	if d.tgso != nil {
+		d.wg.Add(1)
+		go d.routineHops()
+	}
 	for _, q := range d.queues {
 		if !d.direct {
 			d.wg.Add(2)
-			go d.routineWriter("underlay-writer", q.underlayHandoff, d.newUnderlayWriter(q.send, &q.uwriter, 128))
+			go d.routineWriter("underlay-writer", q.underlayHandoff, d.newUnderlayWriter(q, &q.uwriter, 128))
 			go d.routineWriter("device-writer", q.deviceHandoff, d.newDeviceWriter(q.dev, &q.dwriter, 128))
 		}
 		d.wg.Add(1)
@@ -128,7 +132,18 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	c := &q.egress
 	var uw *underlayWriter
 	if d.direct {
-		uw = d.newUnderlayWriter(q.send, &q.uwriter, bs)
+		uw = d.newUnderlayWriter(q, &q.uwriter, bs)
+	}
+	// With the UDP-tunnel GSO TAP, TCP super-packets are read whole
+	// (tnlgso.go).
+	var st *superState
+	if sr, ok := q.dev.(device.SuperReader); ok && d.tgso != nil {
+		st = newSuperState(sr, room)
+		defer func() {
+			if st.id != noBuffer {
+				d.bufs.put(st.id)
+			}
+		}()
 	}
 	var icmpCounters stats.Counters                   // the ICMP writer's own, not part of the egress figures
 	iw := d.newDeviceWriter(q.dev, &icmpCounters, 16) // ICMP errors back to inner sources
@@ -151,7 +166,13 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 				bufs[i], have[i] = d.bufs.buf(idx[i]), idx[i]
 			}
 		}
-		k, err := q.dev.Read(bufs[:n], sizes[:n], Headroom)
+		var k int
+		var err error
+		if st != nil {
+			k, err = d.readSupers(q, st, bufs[:n], sizes[:n], probe, room)
+		} else {
+			k, err = q.dev.Read(bufs[:n], sizes[:n], Headroom)
+		}
 		if err != nil && k == 0 {
 			held = n
 			if device.IsTooManySegments(err) {
@@ -166,7 +187,7 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 			d.fatal("device-reader", err)
 			return
 		}
-		for probe != nil && n-k >= room && probe.Readable() {
+		for st == nil && probe != nil && n-k >= room && probe.Readable() {
 			k2, err := q.dev.Read(bufs[k:n], sizes[k:n], Headroom)
 			if err != nil || k2 == 0 {
 				break // the next blocking read reports it
@@ -178,23 +199,11 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 		e.start(d.table.Load(), d.now(), idx[k:n])
 		var rxBytes uint64
 		for i := range k {
-			b, off, end := bufs[i], Headroom, Headroom+sizes[i]
 			rxBytes += uint64(sizes[i])
-			if d.tunnel.l2 {
-				d.egressL2(e, b, off, end, idx[i])
-				continue
-			}
-			p, drop := d.classifyL3(e, b, off, end)
-			encOff := off
-			if drop == 0 {
-				encOff, drop = d.tunnel.encap(b, off, end, p)
-			}
-			if drop != 0 {
-				c.Drop(drop)
-				e.free = append(e.free, idx[i])
-				continue
-			}
-			d.emit(e, b, idx[i], off, encOff, end, p)
+			d.egressPacket(e, bufs[i], idx[i], Headroom, Headroom+sizes[i])
+		}
+		if st != nil && st.pending {
+			d.egressSuper(e, st)
 		}
 		if len(e.icmps) > 0 {
 			if err := d.writeAll(iw, e.icmps); err != nil {
@@ -219,6 +228,26 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 			return
 		}
 	}
+}
+
+// egressPacket encapsulates the packet b[off:end] (in buffer id) read from
+// the device and adds it to the batch, or drops it.
+func (d *Dataplane) egressPacket(e *egressBatch, b []byte, id uint32, off, end int) {
+	if d.tunnel.l2 {
+		d.egressL2(e, b, off, end, id)
+		return
+	}
+	p, drop := d.classifyL3(e, b, off, end)
+	encOff := off
+	if drop == 0 {
+		encOff, drop = d.tunnel.encap(b, off, end, p)
+	}
+	if drop != 0 {
+		e.q.egress.Drop(drop)
+		e.free = append(e.free, id)
+		return
+	}
+	d.emit(e, b, id, off, encOff, end, p)
 }
 
 // classifyL3 finds the peer for the inner IP packet b[off:end].
@@ -297,7 +326,7 @@ func (d *Dataplane) emit(e *egressBatch, b []byte, id uint32, innerOff, encOff, 
 	}
 	e.out = out
 	pk := &out[n]
-	pk.idx, pk.off, pk.end, pk.peer, pk.big, pk.tos = id, int32(encOff), int32(end), p, big, 0
+	pk.idx, pk.off, pk.end, pk.peer, pk.big, pk.tos, pk.gso = id, int32(encOff), int32(end), p, big, 0, 0
 	if d.tosInherit {
 		pk.tos = d.outerTOS(b, innerOff, end)
 	}
@@ -331,7 +360,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 	var rw *underlayWriter
 	if d.direct {
 		dw = d.newDeviceWriter(q.dev, &q.dwriter, 128)
-		rw = d.newUnderlayWriter(q.send, &q.uwriter, 16) // neighbour replies
+		rw = d.newUnderlayWriter(q, &q.uwriter, 16) // neighbour replies
 	}
 	// Borrowing GRO segments in place needs the writes to finish before the
 	// read buffer is reused, which run to completion guarantees, and a

@@ -21,7 +21,9 @@ type packet struct {
 	// packet does not put idx back.
 	borrowed bool
 	// gso > 0: ingress, an inner GSO super-packet for the device to
-	// segment into datagrams of gso payload bytes (partial.go).
+	// segment into datagrams of gso payload bytes (partial.go); egress, a
+	// whole frame for the UDP-tunnel GSO TAP, virtio header first
+	// (tnlgso.go).
 	gso uint16
 }
 

@@ -49,16 +49,17 @@ const maxGSOBytes = 65000
 
 // underlayWriter is one goroutine's scratch state for sending packets.
 type underlayWriter struct {
-	d    *Dataplane
-	w    underlay.Writer
-	c    *stats.Counters
-	msgs []underlay.Message
-	idx  []uint32
-	bufs [][]byte // backing store for the messages' Bufs
+	d        *Dataplane
+	w        underlay.Writer
+	tapQueue int // this queue's queue of the UDP-tunnel GSO TAP
+	c        *stats.Counters
+	msgs     []underlay.Message
+	idx      []uint32
+	bufs     [][]byte // backing store for the messages' Bufs
 }
 
-func (d *Dataplane) newUnderlayWriter(conn underlay.Sender, c *stats.Counters, size int) *underlayWriter {
-	return &underlayWriter{d: d, w: conn.NewBatchWriter(size), c: c,
+func (d *Dataplane) newUnderlayWriter(q *queueSet, c *stats.Counters, size int) *underlayWriter {
+	return &underlayWriter{d: d, w: q.send.NewBatchWriter(size), tapQueue: q.id, c: c,
 		msgs: make([]underlay.Message, size), idx: make([]uint32, size), bufs: make([][]byte, size)}
 }
 
@@ -71,21 +72,41 @@ func (u *underlayWriter) write(ps []packet) error {
 		return nil
 	}
 	bytes, owned := account(ps, u.idx, c, true)
-	for i := range ps {
-		p := &ps[i]
-		u.bufs[i] = d.bufs.buf(p.idx)[p.off:p.end]
+	var err error
+	for i := 0; i < n && err == nil; {
+		if ps[i].gso != 0 {
+			u.writeFrame(&ps[i])
+			ps[i].peer = nil
+			i++
+			continue
+		}
+		j := i + 1
+		for j < n && ps[j].gso == 0 {
+			j++
+		}
+		err = u.send(ps[i:j])
+		i = j
 	}
-	nm := d.buildMessages(ps, u.bufs[:n], u.msgs, c)
-	for i := range ps {
-		ps[i].peer = nil
-	}
-	err := d.sendMessages(u.w, u.msgs[:nm], c)
 	if err == nil {
 		c.TxPackets.Add(uint64(n))
 		c.TxBytes.Add(bytes)
 	}
 	d.bufs.putBatch(u.idx[:owned])
 	return err
+}
+
+// send sends ps, none of them TAP frames, through the socket.
+func (u *underlayWriter) send(ps []packet) error {
+	d := u.d
+	for i := range ps {
+		p := &ps[i]
+		u.bufs[i] = d.bufs.buf(p.idx)[p.off:p.end]
+	}
+	nm := d.buildMessages(ps, u.bufs[:len(ps)], u.msgs, u.c)
+	for i := range ps {
+		ps[i].peer = nil
+	}
+	return d.sendMessages(u.w, u.msgs[:nm], u.c)
 }
 
 // buildMessages turns packets into datagram messages. With UDP GSO, runs
@@ -177,8 +198,12 @@ func account(ps []packet, idx []uint32, c *stats.Counters, tx bool) (bytes uint6
 			idx[owned] = p.idx
 			owned++
 		}
-		bytes += uint64(p.end - p.off)
-		run.add(p.peer, int(p.end-p.off), tx)
+		size := int(p.end - p.off)
+		if tx && p.gso != 0 {
+			size -= underlay.TunnelFrameOverhead // what a socket would have been handed
+		}
+		bytes += uint64(size)
+		run.add(p.peer, size, tx)
 	}
 	run.flush(tx)
 	return bytes, owned

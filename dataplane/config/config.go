@@ -164,7 +164,20 @@ type Encap struct {
 type Underlay struct {
 	Local netip.Addr
 	MTU   int
+	// TunnelGSO is how VXLAN super-packets leave: TunnelGSOOff or "" (split and
+	// sent by the sockets), TunnelGSOAuto (whole, through a UDP-tunnel GSO
+	// TAP redirected to the underlay device, where the kernel has it;
+	// else as off) or TunnelGSOOn (the same, and tunneld does not start
+	// without it). docs/OPERATIONS.md says what the TAP path bypasses.
+	TunnelGSO string
 }
+
+// Values of Underlay.TunnelGSO.
+const (
+	TunnelGSOOff  = "off"
+	TunnelGSOAuto = "auto"
+	TunnelGSOOn   = "on"
+)
 
 // Peer is a remote tunnel endpoint.
 type Peer struct {

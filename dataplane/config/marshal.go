@@ -44,8 +44,9 @@ type (
 		DF       any       `yaml:"df"`
 	}
 	fileUnderlay struct {
-		Local string `yaml:"local"`
-		MTU   int    `yaml:"mtu"`
+		Local     string `yaml:"local"`
+		MTU       int    `yaml:"mtu"`
+		TunnelGSO string `yaml:"tunnel_gso,omitempty"`
 	}
 	fileFlannel struct {
 		SubnetManager string   `yaml:"subnet_manager"`
@@ -76,7 +77,7 @@ func (c *Config) Marshal() ([]byte, error) {
 			Addresses: []string{},
 		},
 		Encap:     fileEncap{Preset: c.Encap.Preset, Type: c.Encap.Type, TTL: c.Encap.TTL, TOS: "inherit", DF: "inherit"},
-		Underlay:  fileUnderlay{Local: c.Underlay.Local.String(), MTU: c.Underlay.MTU},
+		Underlay:  fileUnderlay{Local: c.Underlay.Local.String(), MTU: c.Underlay.MTU, TunnelGSO: c.Underlay.TunnelGSO},
 		Peers:     []filePeer{},
 		PeersFrom: c.PeersFrom,
 		Backend:   c.Backend,

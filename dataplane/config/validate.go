@@ -312,6 +312,25 @@ func (v *validator) underlay() {
 	if u.MTU < min || u.MTU > MaxMTU {
 		v.fail("underlay.mtu", "%d is out of range %d..%d", u.MTU, min, MaxMTU)
 	}
+	switch u.TunnelGSO {
+	case "", TunnelGSOOff, TunnelGSOAuto:
+	case TunnelGSOOn:
+		// What the TAP path carries: inner TCP super-packets read from the
+		// device's virtio header, in VXLAN over IPv4, sent by the userspace
+		// data plane. auto quietly does without it elsewhere.
+		switch {
+		case t != EncapVXLAN:
+			v.fail("underlay.tunnel_gso", "on needs encap type vxlan, not %s (UDP-tunnel GSO carries VXLAN; auto falls back quietly)", t)
+		case u.Local.Is6():
+			v.fail("underlay.tunnel_gso", "on needs an IPv4 underlay (the IPv6 outer header is not done); %s is IPv6", u.Local)
+		case v.c.Offload == "off":
+			v.fail("underlay.tunnel_gso", "on needs offload: auto (the device's virtio header brings the super-packets it sends)")
+		case v.c.Backend == BackendKernel:
+			v.fail("underlay.tunnel_gso", "on is for the userspace backend; backend kernel sends through the kernel's vxlan device")
+		}
+	default:
+		v.fail("underlay.tunnel_gso", `must be "off", "auto" or "on", not %q`, u.TunnelGSO)
+	}
 }
 
 func (v *validator) device() {

@@ -37,6 +37,19 @@ type Vnet interface {
 	Vnet() (f *os.File, l2 int, uso bool)
 }
 
+// SuperReader is the optional ability of a queue with the virtio header
+// to hand over what the kernel wrote as it is: a TSO super-packet whole,
+// for an underlay that segments it itself (the UDP-tunnel GSO TAP), where
+// Read would split it.
+type SuperReader interface {
+	// ReadSuper reads one packet into buf[offset:] (the virtio header
+	// goes in front of it, into the headroom; offset >= VirtioHdrLen) and
+	// returns its length and virtio header. Nothing is checked or
+	// completed: a plain packet may still carry a partial checksum
+	// (SplitSuper completes it, as Read would have).
+	ReadSuper(buf []byte, offset int) (int, VirtioHdr, error)
+}
+
 // Offloads reports whether dev takes GSO super-packets on write (TCP), and
 // UDP ones too.
 func Offloads(dev Device) (gso, uso bool) {

@@ -20,8 +20,10 @@ import (
 // water, the TAP library for the offload-free path, has no virtio header.
 
 var (
-	_ Vnet = (*vnetTUN)(nil)
-	_ Vnet = (*vnetTAP)(nil)
+	_ Vnet        = (*vnetTUN)(nil)
+	_ Vnet        = (*vnetTAP)(nil)
+	_ SuperReader = (*vnetTUN)(nil)
+	_ SuperReader = (*vnetTAP)(nil)
 )
 
 // vnetReader reads one packet per system call and splits it.
@@ -31,7 +33,9 @@ type vnetReader struct {
 	scratch []byte // virtio header + up to 64 KiB packet
 
 	// The current read, kept here for fn (allocated once: a closure per
-	// call would escape).
+	// call would escape): into dst, which is scratch or the caller's
+	// buffer (ReadSuper).
+	dst   []byte
 	n     int
 	errno syscall.Errno
 	fn    func(fd uintptr) bool
@@ -44,7 +48,7 @@ func newVnetReader(f *os.File, l2 int) (*vnetReader, error) {
 	}
 	r := &vnetReader{rc: rc, l2: l2, scratch: make([]byte, VirtioHdrLen+65535+l2)}
 	r.fn = func(fd uintptr) bool {
-		n, _, errno := unix.Syscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.scratch[0])), uintptr(len(r.scratch)))
+		n, _, errno := unix.Syscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.dst[0])), uintptr(len(r.dst)))
 		if errno == unix.EAGAIN {
 			return false
 		}
@@ -57,6 +61,30 @@ func newVnetReader(f *os.File, l2 int) (*vnetReader, error) {
 // read reads one packet and splits it into bufs (the tun.Device.Read
 // contract).
 func (r *vnetReader) read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := r.readInto(r.scratch)
+	if err != nil {
+		return 0, err
+	}
+	return SplitSuper(r.scratch[VirtioHdrLen:n], ParseVirtioHdr(r.scratch), r.l2, bufs, sizes, offset)
+}
+
+// readSuper is SuperReader.ReadSuper: the virtio header lands in the
+// headroom, just in front of the packet.
+func (r *vnetReader) readSuper(buf []byte, offset int) (int, VirtioHdr, error) {
+	if offset < VirtioHdrLen || offset >= len(buf) {
+		return 0, VirtioHdr{}, ErrBadSuper
+	}
+	n, err := r.readInto(buf[offset-VirtioHdrLen:])
+	if err != nil {
+		return 0, VirtioHdr{}, err
+	}
+	return n - VirtioHdrLen, ParseVirtioHdr(buf[offset-VirtioHdrLen:]), nil
+}
+
+// readInto reads one virtio header and packet into dst and returns the
+// bytes read (at least VirtioHdrLen).
+func (r *vnetReader) readInto(dst []byte) (int, error) {
+	r.dst = dst
 	for {
 		r.n, r.errno = 0, 0
 		if err := r.rc.Read(r.fn); err != nil {
@@ -74,7 +102,7 @@ func (r *vnetReader) read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		if r.n < VirtioHdrLen {
 			return 0, ErrBadSuper
 		}
-		return SplitSuper(r.scratch[VirtioHdrLen:r.n], ParseVirtioHdr(r.scratch), r.l2, bufs, sizes, offset)
+		return r.n, nil
 	}
 }
 
@@ -114,6 +142,10 @@ func (t *vnetTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return t.r.read(bufs, sizes, offset)
 }
 
+func (t *vnetTUN) ReadSuper(buf []byte, offset int) (int, VirtioHdr, error) {
+	return t.r.readSuper(buf, offset)
+}
+
 func (t *vnetTUN) Vnet() (*os.File, int, bool) { return t.Device.File(), 0, t.uso }
 
 // vnetTAP is a TAP queue opened with the virtio header and TSO/USO.
@@ -149,6 +181,10 @@ func openVnetTAP(name string, multi bool) (*vnetTAP, error) {
 
 func (t *vnetTAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return t.r.read(bufs, sizes, offset)
+}
+
+func (t *vnetTAP) ReadSuper(buf []byte, offset int) (int, VirtioHdr, error) {
+	return t.r.readSuper(buf, offset)
 }
 
 // Write writes each frame as it is (the data path writes through

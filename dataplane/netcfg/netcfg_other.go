@@ -26,3 +26,20 @@ func (p *PathMTUs) Lookup(remote netip.Addr, limit int) int { return limit }
 
 // Close does nothing.
 func (p *PathMTUs) Close() {}
+
+// UnderlayLink is the device that holds the local underlay address.
+type UnderlayLink struct {
+	Index int
+	Name  string
+	MAC   [6]byte
+	MTU   int
+}
+
+// LinkOfAddr is not supported here.
+func LinkOfAddr(local netip.Addr) (UnderlayLink, error) { return UnderlayLink{}, errNotSupported }
+
+// RedirectTAP is not supported here.
+func RedirectTAP(tap string, to int) error { return errNotSupported }
+
+// NextHops is not supported here.
+func NextHops(remotes []netip.Addr, via int, macs [][6]byte, ok []bool) error { return errNotSupported }

@@ -14,7 +14,9 @@ type Counters struct {
 	Batches   atomic.Uint64
 	BatchSize Hist // packets per batch
 	Segments  Hist // datagrams per GSO send (writers) or per GRO read (readers)
-	// Underlay reader: inner super-packets received (SuperBuckets, bytes).
+	// Underlay reader: inner super-packets received; underlay writer:
+	// super-packets sent whole through the UDP-tunnel GSO TAP
+	// (SuperBuckets, bytes).
 	Supers Hist
 	// Device writer: inner packets whose checksum was partial.
 	PartialCsum atomic.Uint64

@@ -27,6 +27,7 @@ const (
 	DropLoop                                                    // frame learned from / sent back to its own source
 	DropInnerOversize                                           // inner packet over the device MTU that is no TCP/UDP super-packet
 	DropInnerChecksum                                           // inner super-packet whose checksum is neither partial nor correct
+	DropTunnelGSOWrite                                          // the UDP-tunnel GSO TAP refused a frame (one super-packet)
 	NumDrops
 )
 
@@ -34,7 +35,7 @@ var dataplaneDropNames = [...]string{
 	"unknown_peer", "spoofed_inner", "no_route", "not_ip", "bad_ethertype",
 	"not_for_us", "neigh_malformed", "family", "too_big", "pool_exhausted",
 	"ring_full", "device_write", "underlay_write", "loop", "inner_oversize",
-	"inner_checksum",
+	"inner_checksum", "tunnel_gso_write",
 }
 
 // String returns the snake_case label used in logs and metrics.
