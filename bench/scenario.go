@@ -36,6 +36,18 @@ type Scenario struct {
 	// (the iperf3 client: tunneld sends the data, the kernel the ACKs) or
 	// "b" (tunneld receives the kernel's data).
 	TunneldSide string
+	// TunnelGSO runs tunneld with underlay.tunnel_gso: on (VXLAN
+	// super-packets leave whole through the UDP-tunnel GSO TAP).
+	TunnelGSO bool
+}
+
+// tunneldConfig applies the scenario's underlay choices to a rendered
+// config.
+func (sc Scenario) tunneldConfig(cfg string) string {
+	if sc.TunnelGSO {
+		cfg = strings.Replace(cfg, "underlay:\n", "underlay:\n  tunnel_gso: on\n", 1)
+	}
+	return cfg
 }
 
 // Baseline is the scenario every ratio is taken against.
@@ -47,11 +59,13 @@ var Scenarios = []Scenario{
 	{Name: "kernel-vxlan", Kind: KindKernel},
 	{Name: "ovs-vxlan", Kind: KindOVS},
 	{Name: "tunneld-vxlan", Kind: KindTunneld, Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
+	{Name: "tunneld-vxlan-gso", Kind: KindTunneld, Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n", TunnelGSO: true},
 	{Name: "tunneld-ipip", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipip\n"},
 	{Name: "tunneld-gre", Kind: KindTunneld, Mode: "tun", Encap: "  type: gre\n"},
 	{Name: "tunneld-ipudp", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipudp\n"},
 	{Name: "tunneld-vxlan-tap", Kind: KindTunneld, Mode: "tap", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
 	{Name: "tunneld-to-kernel", Kind: KindMixed, TunneldSide: "a", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
+	{Name: "tunneld-gso-to-kernel", Kind: KindMixed, TunneldSide: "a", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n", TunnelGSO: true},
 	{Name: "kernel-to-tunneld", Kind: KindMixed, TunneldSide: "b", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
 }
 
@@ -133,11 +147,11 @@ func (sc Scenario) setup(ctx context.Context, p *topo.Pair, tunneld, dir string)
 		}
 		return OverlayB.Addr(), nil, nil
 	case KindTunneld:
-		da, err := StartTunneld(ctx, p.A, tunneld, dir, TunneldConfig(sc.Mode, sc.Encap, la, lb, OverlayA, OverlayB))
+		da, err := StartTunneld(ctx, p.A, tunneld, dir, sc.tunneldConfig(TunneldConfig(sc.Mode, sc.Encap, la, lb, OverlayA, OverlayB)))
 		if err != nil {
 			return netip.Addr{}, nil, err
 		}
-		db, err := StartTunneld(ctx, p.B, tunneld, dir, TunneldConfig(sc.Mode, sc.Encap, lb, la, OverlayB, OverlayA))
+		db, err := StartTunneld(ctx, p.B, tunneld, dir, sc.tunneldConfig(TunneldConfig(sc.Mode, sc.Encap, lb, la, OverlayB, OverlayA)))
 		if err != nil {
 			da.Stop()
 			return netip.Addr{}, nil, err
@@ -165,7 +179,7 @@ func (sc Scenario) setup(ctx context.Context, p *topo.Pair, tunneld, dir string)
 			Local: kl, Remote: tl, MAC: kmac, Addr: ko, MTU: KernelVXLANMTU}, to.Addr(), tmac); err != nil {
 			return netip.Addr{}, nil, err
 		}
-		cfg := TunneldConfigMACs(sc.Mode, sc.Encap, tl, kl, to, ko, tmac, kmac)
+		cfg := sc.tunneldConfig(TunneldConfigMACs(sc.Mode, sc.Encap, tl, kl, to, ko, tmac, kmac))
 		d, err := StartTunneld(ctx, tns, tunneld, dir, cfg)
 		if err != nil {
 			return netip.Addr{}, nil, err
