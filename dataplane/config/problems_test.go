@@ -99,6 +99,10 @@ func TestProblems(t *testing.T) {
 		{"df word", doc("encap:", "  type: gre", "  df: 1", "underlay: {local: 10.99.0.1}"), 3, 7, "encap.df", `must be "inherit", true or false, not 1`},
 
 		// underlay
+		{"tunnel_gso value", withBase("  tunnel_gso: yes"), 5, 15, "underlay.tunnel_gso", `must be "off", "auto" or "on", not "yes"`},
+		{"tunnel_gso on with gre", doc("encap: {type: gre}", "underlay:", "  local: 10.99.0.1", "  tunnel_gso: on"), 4, 15, "underlay.tunnel_gso", "on needs encap type vxlan, not gre"},
+		{"tunnel_gso on over IPv6", doc("encap: {type: vxlan}", "underlay:", "  local: fd00:99::1", "  tunnel_gso: on"), 4, 15, "underlay.tunnel_gso", "needs an IPv4 underlay"},
+		{"tunnel_gso on without offload", withBase("  tunnel_gso: on", "offload: \"off\""), 5, 15, "underlay.tunnel_gso", "needs offload: auto"},
 		{"local missing", doc("encap: {type: gre}", "underlay:", "  mtu: 1500"), 2, 1, "underlay.local", "is required"},
 		{"underlay missing", doc("encap: {type: gre}"), 1, 1, "underlay.local", "is required"},
 		{"local garbage", doc("encap: {type: gre}", "underlay:", "  local: 10.99.0.x"), 3, 10, "underlay.local", `"10.99.0.x" is not an IP address`},

@@ -1,10 +1,8 @@
 package netcfg
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -52,8 +50,8 @@ func LinkOfAddr(local netip.Addr) (UnderlayLink, error) {
 }
 
 // RedirectTAP readies the TAP tap as a send-only device whose frames
-// leave by the device with index to: no IPv6 and no ARP on it (so that
-// the kernel sends nothing into it), up, and on its ingress a clsact
+// leave by the device with index to: no IPv6 address and no ARP on it (so
+// that the kernel sends nothing into it), up, and on its ingress a clsact
 // qdisc with one match-all u32 filter whose action is mirred egress
 // redirect to the device. It needs sch_ingress (clsact), cls_u32 and
 // act_mirred; the error names what the kernel refused.
@@ -62,11 +60,11 @@ func RedirectTAP(tap string, to int) error {
 	if err != nil {
 		return fmt.Errorf("netcfg: %s: %w", tap, err)
 	}
-	// Before up: otherwise the kernel sends its router solicitations
-	// into the TAP first.
-	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+tap+"/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("netcfg: %s: disable IPv6: %w", tap, err)
-	}
+	// Before up: no IPv6 link-local address, so no router solicitations
+	// into the TAP (what the kernel sends there only fills the TAP's
+	// queue, which nobody reads; best effort: a kernel without IPv6 has
+	// nothing to turn off).
+	netlink.LinkSetIP6AddrGenMode(l, 1) // IN6_ADDR_GEN_MODE_NONE
 	if err := netlink.LinkSetARPOff(l); err != nil {
 		return fmt.Errorf("netcfg: %s: ARP off: %w", tap, err)
 	}
