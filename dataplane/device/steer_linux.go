@@ -103,6 +103,14 @@ func steeringProgram(l2 int32) []bpfInsn {
 	}
 	done := len(p)
 	p = append(p,
+		// Fold the high half into the low half first: the queue is the
+		// product's bit 16 (and up, with more queues), which depends only
+		// on acc's low 17 bits, and a TCP source port sits in the high half
+		// of the ports word. Unfolded, connect()'s even source ports (Linux
+		// prefers them) put every flow to one server on the same queue.
+		ins(bpfMovX, bpfRegTmp, bpfRegAcc, 0, 0),
+		ins(bpfRshK, bpfRegTmp, 0, 0, 16),
+		ins(bpfXorX, bpfRegAcc, bpfRegTmp, 0, 0),
 		ins(bpfMovX, 0, bpfRegAcc, 0, 0),
 		ins(bpfMulK, 0, 0, 0, -1640531535), // 0x9e3779b1: spread the bits
 		ins(bpfRshK, 0, 0, 0, 16),

@@ -24,10 +24,16 @@ func TestSteeringKeepsFlowsOnOneQueue(t *testing.T) {
 		name string
 		tap  bool
 		dst  netip.Addr
+		// evenSrc: the flows differ only in their source port, and every
+		// one is even, as connect()'s ephemeral ports are on Linux (TCP
+		// streams to one server, like iperf3 -P 4)
+		evenSrc bool
 	}{
-		{"tun-ipv4", false, netip.MustParseAddr("10.200.9.2")},
-		{"tun-ipv6", false, netip.MustParseAddr("fd00:200:9::2")},
-		{"tap-ipv4", true, netip.MustParseAddr("10.200.9.2")},
+		{"tun-ipv4", false, netip.MustParseAddr("10.200.9.2"), false},
+		{"tun-ipv6", false, netip.MustParseAddr("fd00:200:9::2"), false},
+		{"tap-ipv4", true, netip.MustParseAddr("10.200.9.2"), false},
+		{"tun-ipv4-even-source-ports", false, netip.MustParseAddr("10.200.9.2"), true},
+		{"tun-ipv6-even-source-ports", false, netip.MustParseAddr("fd00:200:9::2"), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns, err := topo.BuildNS("steer")
@@ -94,7 +100,12 @@ func TestSteeringKeepsFlowsOnOneQueue(t *testing.T) {
 			const flows, perFlow = 32, 8
 			err = ns.Do(func() error {
 				for f := range flows {
-					c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(tc.dst, uint16(9000+f))))
+					var laddr *net.UDPAddr
+					dport := uint16(9000 + f)
+					if tc.evenSrc {
+						laddr, dport = &net.UDPAddr{Port: 40000 + 2*f}, 9000
+					}
+					c, err := net.DialUDP("udp", laddr, net.UDPAddrFromAddrPort(netip.AddrPortFrom(tc.dst, dport)))
 					if err != nil {
 						return err
 					}
@@ -134,6 +145,11 @@ func TestSteeringKeepsFlowsOnOneQueue(t *testing.T) {
 						p = p[14:]
 					}
 					dport, ok := udpDstPort(p)
+					if sport, _ := udpSrcPort(p); tc.evenSrc {
+						// the flow's key: its source port's index
+						ok = ok && dport == 9000 && sport >= 40000
+						dport = 9000 + (sport-40000)/2
+					}
 					if !ok || dport < 9000 || dport >= 9000+flows {
 						continue // the kernel's own chatter (MLD, router solicitations)
 					}
@@ -180,6 +196,26 @@ func udpDstPort(p []byte) (uint16, bool) {
 			return 0, false
 		}
 		return binary.BigEndian.Uint16(p[42:]), true
+	}
+	return 0, false
+}
+
+// udpSrcPort returns the UDP source port of the IP packet p.
+func udpSrcPort(p []byte) (uint16, bool) {
+	if len(p) < 1 {
+		return 0, false
+	}
+	switch p[0] >> 4 {
+	case 4:
+		if len(p) < 28 || p[9] != 17 {
+			return 0, false
+		}
+		return binary.BigEndian.Uint16(p[int(p[0]&0xf)*4:]), true
+	case 6:
+		if len(p) < 48 || p[6] != 17 {
+			return 0, false
+		}
+		return binary.BigEndian.Uint16(p[40:]), true
 	}
 	return 0, false
 }
