@@ -131,7 +131,7 @@ func New(cfg *config.Config, parts Parts, log *slog.Logger) (*Dataplane, error) 
 		res, ok := parts.Network.(hopResolver)
 		_, sr := parts.Devices[0].(device.SuperReader)
 		if ok && sr && t.TAP.Queues() >= n && d.tunnel.kind == config.EncapVXLAN && cfg.Underlay.Local.Is4() {
-			d.tgso = newTunnelGSO(cfg, t, res)
+			d.tgso = newTunnelGSO(cfg, t, res, d.queues)
 		} else {
 			log.Warn("UDP-tunnel GSO TAP not used: the device, network or encapsulation cannot feed it", "tap", t.TAP.Name())
 		}

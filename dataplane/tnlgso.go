@@ -56,6 +56,11 @@ type tunnelGSO struct {
 	link     netcfg.UnderlayLink
 	resolver hopResolver
 	frame    underlay.TunnelFrame // the fields every frame shares
+	// ports[q] is the outer source port of queue q's frames: its send
+	// socket's, so that a flow's packets keep one outer 4-tuple whichever
+	// way they leave (the peer's SO_REUSEPORT group picks the reader by
+	// it, and two would reorder the flow).
+	ports []uint16
 	// hops maps peer remotes to next-hop MACs: a snapshot the resolver
 	// replaces whole, read without a lock.
 	hops atomic.Pointer[map[netip.Addr][6]byte]
@@ -63,13 +68,18 @@ type tunnelGSO struct {
 	off  atomic.Bool   // the kernel refused the TAP's frames: sockets only
 }
 
-func newTunnelGSO(cfg *config.Config, t *TunnelTAP, res hopResolver) *tunnelGSO {
+func newTunnelGSO(cfg *config.Config, t *TunnelTAP, res hopResolver, queues []*queueSet) *tunnelGSO {
 	g := &tunnelGSO{tap: t.TAP, link: t.Link, resolver: res, miss: make(chan struct{}, 1)}
+	for _, q := range queues {
+		port := cfg.Encap.Port
+		if s, ok := q.send.(interface{ LocalPort() uint16 }); ok && s.LocalPort() != 0 {
+			port = s.LocalPort()
+		}
+		g.ports = append(g.ports, port)
+	}
 	g.frame = underlay.TunnelFrame{
 		SrcMAC: t.Link.MAC, Src: cfg.Underlay.Local,
-		// The outer source port is the socket's: the listening socket
-		// owns it, so nothing the peer sends back to it is refused.
-		SrcPort: cfg.Encap.Port, DstPort: cfg.Encap.Port,
+		DstPort: cfg.Encap.Port,
 		TTL: cfg.Encap.TTL,
 		// As the sockets: DF unless cleared (IP_PMTUDISC_WANT sets it).
 		DF: cfg.Encap.DF != 0,
@@ -299,7 +309,7 @@ func (d *Dataplane) tapSuper(e *egressBatch, st *superState, b []byte, off, end 
 		return false
 	}
 	f := g.frame
-	f.DstMAC, f.Dst, f.ID = mac, p.Remote, st.ipid
+	f.DstMAC, f.Dst, f.ID, f.SrcPort = mac, p.Remote, st.ipid, g.ports[e.q.id]
 	if d.tosInherit {
 		f.TOS = d.outerTOS(b, off, end)
 	}

@@ -43,7 +43,7 @@ func newTnlGSOTest(tb testing.TB, hops map[netip.Addr][6]byte) (*Dataplane, *egr
 	tb.Helper()
 	d, q := newTestDataplaneWith(tb, tnlGSOConfig, "direct", &devicetest.Fake{}, &underlaytest.Fake{})
 	tb.Cleanup(func() { d.Close() })
-	d.tgso = newTunnelGSO(d.cfg, &TunnelTAP{Link: netcfg.UnderlayLink{Index: 2, Name: "veth-a", MAC: tnlLinkMAC}}, nil)
+	d.tgso = newTunnelGSO(d.cfg, &TunnelTAP{Link: netcfg.UnderlayLink{Index: 2, Name: "veth-a", MAC: tnlLinkMAC}}, nil, d.queues)
 	if hops != nil {
 		d.tgso.hops.Store(&hops)
 	}

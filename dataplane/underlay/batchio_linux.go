@@ -306,6 +306,21 @@ func (c *BatchConn) EnableGRO() error {
 }
 
 // SupportsGSO reports whether the kernel knows UDP_SEGMENT on this socket.
+// LocalPort is the socket's local UDP port (0 for a raw socket, or when
+// the kernel does not say).
+func (c *BatchConn) LocalPort() uint16 {
+	var port uint16
+	c.rc.Control(func(fd uintptr) {
+		switch sa, _ := unix.Getsockname(int(fd)); a := sa.(type) {
+		case *unix.SockaddrInet4:
+			port = uint16(a.Port)
+		case *unix.SockaddrInet6:
+			port = uint16(a.Port)
+		}
+	})
+	return port
+}
+
 func (c *BatchConn) SupportsGSO() bool {
 	var serr error
 	err := c.rc.Control(func(fd uintptr) { _, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT) })
