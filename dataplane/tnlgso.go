@@ -80,7 +80,7 @@ func newTunnelGSO(cfg *config.Config, t *TunnelTAP, res hopResolver, queues []*q
 	g.frame = underlay.TunnelFrame{
 		SrcMAC: t.Link.MAC, Src: cfg.Underlay.Local,
 		DstPort: cfg.Encap.Port,
-		TTL: cfg.Encap.TTL,
+		TTL:     cfg.Encap.TTL,
 		// As the sockets: DF unless cleared (IP_PMTUDISC_WANT sets it).
 		DF: cfg.Encap.DF != 0,
 	}
