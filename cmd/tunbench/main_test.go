@@ -39,7 +39,8 @@ func TestParseOffloads(t *testing.T) {
 }
 
 // TestSmoke runs tunbench --quick with direct, kernel-vxlan, ovs-vxlan
-// (Open vSwitch's userspace datapath) and tunneld-vxlan, offloads off, and checks that every figure is there and
+// (Open vSwitch's userspace datapath), tunneld-vxlan and tunneld-vxlan-gso
+// (the UDP-tunnel GSO TAP), offloads off, and checks that every figure is there and
 // positive. TUNBENCH_TUNNELD may name a prebuilt tunneld; otherwise the
 // working tree's is built.
 func TestSmoke(t *testing.T) {
@@ -49,7 +50,7 @@ func TestSmoke(t *testing.T) {
 	}
 	dir := t.TempDir()
 	jsonPath, svgPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.svg")
-	args := []string{"--quick", "--scenarios", "direct,kernel-vxlan,ovs-vxlan,tunneld-vxlan", "--offloads", "off",
+	args := []string{"--quick", "--scenarios", "direct,kernel-vxlan,ovs-vxlan,tunneld-vxlan,tunneld-vxlan-gso", "--offloads", "off",
 		"--json", jsonPath, "--svg", svgPath}
 	if bin := os.Getenv("TUNBENCH_TUNNELD"); bin != "" {
 		args = append(args, "--tunneld", bin)
@@ -74,8 +75,8 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal(data, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Results) != 4 {
-		t.Fatalf("%d results, want 4", len(rep.Results))
+	if len(rep.Results) != 5 {
+		t.Fatalf("%d results, want 5", len(rep.Results))
 	}
 	pos := func(r bench.Result, what string, v float64) {
 		t.Helper()

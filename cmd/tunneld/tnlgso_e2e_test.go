@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -21,27 +22,32 @@ import (
 // checksum); with them off the kernel cuts it into wire-sized datagrams
 // on the way out of the veth, and the peer must find every segment's
 // checksum right (topo.NoChecksumErrors).
+//
+// The kernel peer in TAP mode runs on flannel's VNI and port (1, 8472);
+// the tunneld peer also with pipeline: rings, where another goroutine
+// writes the frames.
 func TestTunnelGSO(t *testing.T) {
-	for _, peer := range []string{"kernel", "tunneld"} {
-		for _, mode := range []string{"tun", "tap"} {
-			if peer == "tunneld" && mode == "tap" {
-				continue
-			}
-			t.Run(peer+"/"+mode, func(t *testing.T) {
-				bothOffloads(t, func(t *testing.T, offloads bool) { tunnelGSOCase(t, peer, mode, offloads) })
-			})
-		}
+	for _, tc := range []struct{ peer, mode, pipeline string }{
+		{"kernel", "tun", "direct"}, {"kernel", "tap", "direct"}, {"tunneld", "tun", "direct"}, {"tunneld", "tun", "rings"},
+	} {
+		t.Run(tc.peer+"/"+tc.mode+"/"+tc.pipeline, func(t *testing.T) {
+			bothOffloads(t, func(t *testing.T, offloads bool) { tunnelGSOCase(t, tc.peer, tc.mode, tc.pipeline, offloads) })
+		})
 	}
 }
 
-func tunnelGSOCase(t *testing.T, peer, mode string, offloads bool) {
+func tunnelGSOCase(t *testing.T, peer, mode, pipeline string, offloads bool) {
 	p := topo.NewPair(t, topo.PairOptions{Offloads: offloads})
 	topo.NoChecksumErrors(t, p.A, p.B)
 	la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 	oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 	macA, macB := [6]byte{2, 0, 0, 0, 1, 1}, [6]byte{2, 0, 0, 0, 2, 2}
-	enc := "  type: vxlan\n  vni: 42\n"
-	cfgA := tunneldConfig(mode, enc, "", la, lb, oa, ob, "02:00:00:00:01:01", "02:00:00:00:02:02")
+	vni, port := 42, 4789
+	if mode == "tap" {
+		vni, port = 1, 8472
+	}
+	enc := fmt.Sprintf("  type: vxlan\n  vni: %d\n  port: %d\n", vni, port)
+	cfgA := tunneldConfig(mode, enc, "pipeline: "+pipeline+"\n", la, lb, oa, ob, "02:00:00:00:01:01", "02:00:00:00:02:02")
 	cfgA = strings.Replace(cfgA, "underlay:\n", "underlay:\n  tunnel_gso: on\n", 1)
 	cfgA = strings.Replace(cfgA, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
 	a := startTunneld(t, p.A, "tp0", cfgA)
@@ -50,7 +56,7 @@ func tunnelGSOCase(t *testing.T, peer, mode string, offloads bool) {
 	}
 	if peer == "kernel" {
 		if err := p.B.AddKernelVXLAN(topo.KernelVXLAN{
-			Name: "vxlan0", VNI: 42, Port: 4789, Local: lb, Remote: la, MAC: macB, Addr: ob, MTU: 1450,
+			Name: "vxlan0", VNI: uint32(vni), Port: port, Local: lb, Remote: la, MAC: macB, Addr: ob, MTU: 1450,
 		}, oa.Addr(), macA); err != nil {
 			t.Fatal(err)
 		}
