@@ -106,6 +106,9 @@ func (d *Dataplane) Snapshot() stats.Snapshot {
 	for _, q := range d.queues {
 		s.RingTx += q.underlayHandoff.len()
 		s.RingRx += q.deviceHandoff.len()
+		s.Queues = append(s.Queues, stats.QueueSnapshot{
+			DeviceRead: q.egress.RxPackets.Load(), UnderlayWrite: q.uwriter.TxPackets.Load(),
+			UnderlayRead: q.ureader.RxPackets.Load(), DeviceWrite: q.dwriter.TxPackets.Load()})
 	}
 	for _, p := range tbl.Peers {
 		if st := p.stats; st != nil {

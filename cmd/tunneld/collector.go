@@ -1,6 +1,8 @@
 package main
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tunnelplane/dataplane/stats"
@@ -21,7 +23,7 @@ type collector struct {
 	rxPackets, rxBytes, txPackets, txBytes *prometheus.Desc
 	drops, poolFree, ringOcc, peers        *prometheus.Desc
 	batch, gso, gro                        *prometheus.Desc
-	partial, supers, tunnelGSO             *prometheus.Desc
+	partial, supers, tunnelGSO, queue      *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -46,12 +48,13 @@ func newCollector(dp snapshotter) *collector {
 		gro:       desc("gro_segments", "Datagrams per underlay receive (UDP GRO; 1 = a single datagram)."),
 		partial:   desc("partial_checksum_packets_total", "Inner packets received with a partial TCP/UDP checksum (a kernel peer's checksum offload), handed to the device with NEEDS_CSUM or completed."),
 		supers:    desc("super_packet_bytes", "Inner super-packets received (larger than the device MTU: a kernel peer's GSO across a veth or virtio path), by size in bytes."),
+		queue:     desc("queue_packets_total", "Packets per device queue and stage (device_read, underlay_write, underlay_read, device_write): how the flows spread over the queues.", "queue", "stage"),
 		tunnelGSO: desc("tunnel_gso_frame_bytes", "Inner TCP super-packets sent whole through the UDP-tunnel GSO TAP (underlay.tunnel_gso), by the bytes from the VXLAN header on."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.poolFree, c.ringOcc, c.peers, c.batch, c.gso, c.gro, c.partial, c.supers, c.tunnelGSO} {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.poolFree, c.ringOcc, c.peers, c.batch, c.gso, c.gro, c.partial, c.supers, c.tunnelGSO, c.queue} {
 		ch <- d
 	}
 }
@@ -92,6 +95,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.partial, dw.PartialCsum)
 	histogramIn(ch, c.supers, &stats.SuperBuckets, &ur.Supers)
 	histogramIn(ch, c.tunnelGSO, &stats.SuperBuckets, &uw.Supers)
+	for i, q := range s.Queues {
+		id := strconv.Itoa(i)
+		counter(c.queue, q.DeviceRead, id, "device_read")
+		counter(c.queue, q.UnderlayWrite, id, "underlay_write")
+		counter(c.queue, q.UnderlayRead, id, "underlay_read")
+		counter(c.queue, q.DeviceWrite, id, "device_write")
+	}
 }
 
 func histogram(ch chan<- prometheus.Metric, desc *prometheus.Desc, h *stats.HistSum, labels ...string) {

@@ -22,6 +22,8 @@ func TestCollectorSeries(t *testing.T) {
 	s.UnderlayRead.Drops[stats.DropUnknownPeer] = 4
 	s.DeviceWrite.PartialCsum = 2
 	s.UnderlayRead.Supers.Buckets[1] = 1
+	s.UnderlayWrite.Supers.Buckets[7] = 3
+	s.Queues = []stats.QueueSnapshot{{DeviceRead: 1, UnderlayWrite: 2, UnderlayRead: 3, DeviceWrite: 4}, {DeviceRead: 5}}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(s))
 	mfs, err := reg.Gather()
@@ -53,6 +55,7 @@ func TestCollectorSeries(t *testing.T) {
 		"tunneld_drops_total": 2 * int(stats.NumDrops), "tunneld_pool_free_buffers": 2,
 		"tunneld_ring_occupancy": 2, "tunneld_batch_size": 4, "tunneld_gso_segments": 1,
 		"tunneld_gro_segments": 1, "tunneld_partial_checksum_packets_total": 1, "tunneld_super_packet_bytes": 1,
+		"tunneld_tunnel_gso_frame_bytes": 1, "tunneld_queue_packets_total": 8,
 	}
 	for name, n := range want {
 		if got[name] != n {
@@ -64,7 +67,8 @@ func TestCollectorSeries(t *testing.T) {
 		"tunneld_drops_total,direction=ingress,reason=unknown_peer": 4, "tunneld_drops_total,direction=egress,reason=unknown_peer": 0,
 		"tunneld_pool_free_buffers,pool=small": 7, "tunneld_ring_occupancy,ring=rx": 3,
 		"tunneld_partial_checksum_packets_total": 2, "tunneld_super_packet_bytes": 1,
-		"tunneld_batch_size,stage=device_write": 0,
+		"tunneld_batch_size,stage=device_write": 0, "tunneld_tunnel_gso_frame_bytes": 3,
+		"tunneld_queue_packets_total,queue=0,stage=underlay_read": 3, "tunneld_queue_packets_total,queue=1,stage=device_read": 5,
 	} {
 		if got, ok := value[key]; !ok || got != v {
 			t.Errorf("%s = %v (present %v), want %v", key, got, ok, v)

@@ -73,6 +73,15 @@ type Snapshot struct {
 	RingTx, RingRx                                       int // packets waiting in the hand-over rings, all queues
 	NumPeers                                             int // peers in the current table
 	Peers                                                []PeerSnapshot
+	// Queues are each device queue's packet counts, to see how the flows
+	// spread (steering on the way out, SO_REUSEPORT on the way in).
+	Queues []QueueSnapshot
+}
+
+// QueueSnapshot is one queue's packets per stage: read from the device,
+// written to the underlay, read from the underlay, written to the device.
+type QueueSnapshot struct {
+	DeviceRead, UnderlayWrite, UnderlayRead, DeviceWrite uint64
 }
 
 // PeerSnapshot is one peer's PeerStats, by its underlay address.
