@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -10,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"tunnelplane/bench/topo"
+	"tunnelplane/dataplane/underlay"
 )
 
 // TestTunnelGSO runs tunneld with underlay.tunnel_gso: on against the
@@ -27,6 +31,7 @@ import (
 // the tunneld peer also with pipeline: rings, where another goroutine
 // writes the frames.
 func TestTunnelGSO(t *testing.T) {
+	requireTunnelGSO(t)
 	for _, tc := range []struct{ peer, mode, pipeline string }{
 		{"kernel", "tun", "direct"}, {"kernel", "tap", "direct"}, {"tunneld", "tun", "direct"}, {"tunneld", "tun", "rings"},
 	} {
@@ -34,6 +39,40 @@ func TestTunnelGSO(t *testing.T) {
 			bothOffloads(t, func(t *testing.T, offloads bool) { tunnelGSOCase(t, tc.peer, tc.mode, tc.pipeline, offloads) })
 		})
 	}
+}
+
+// requireTunnelGSO skips, saying why, on a kernel whose tun driver has no
+// UDP-tunnel GSO (before 6.17): there tunnel_gso: on refuses to start, as
+// it should. It opens a TAP in a namespace of its own to find out.
+func requireTunnelGSO(t *testing.T) {
+	t.Helper()
+	topo.RequireRoot(t)
+	ns, err := topo.BuildNS("gsoprobe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	err = ns.Do(func() error {
+		tap, err := underlay.OpenTunnelTAP("tpgso%d", 1)
+		if err == nil {
+			tap.Close()
+		}
+		return err
+	})
+	if errors.Is(err, underlay.ErrNoTunnelGSO) {
+		t.Skipf("this kernel (%s) has no UDP-tunnel GSO in its tun driver: %v", uname(), err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func uname() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "?"
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }
 
 func tunnelGSOCase(t *testing.T, peer, mode, pipeline string, offloads bool) {
