@@ -1,0 +1,549 @@
+//go:build linux
+
+package packetsock
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// mmsghdr is struct mmsghdr (x/sys has no type for it).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// mmsg runs sendmmsg or recvmmsg over hdrs until all are sent (send) or once
+// (receive), retrying EINTR.
+func mmsg(trap uintptr, fd int, hdrs []mmsghdr, flags int) (int, error) {
+	for {
+		n, _, errno := unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), uintptr(flags), 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return int(n), errno
+		}
+		return int(n), nil
+	}
+}
+
+func sendAll(fd int, hdrs []mmsghdr) error {
+	for len(hdrs) > 0 {
+		n, err := mmsg(unix.SYS_SENDMMSG, fd, hdrs, 0)
+		if err != nil {
+			return fmt.Errorf("sendmmsg: %w", err)
+		}
+		hdrs = hdrs[n:]
+	}
+	return nil
+}
+
+// sender sends one batch of prebuilt inner packets per call.
+type sender interface {
+	send() error
+	name() string
+}
+
+// rawSender is today's path (a): socket(AF_INET, SOCK_RAW, 4) bound to
+// 10.99.0.1, a drop-all filter as in underlay.sendSocket, blocking, one
+// sendmmsg per batch of 64 with 10.99.0.2 as every message's destination;
+// the kernel routes, builds the outer IPv4 header and resolves the
+// neighbour.
+type rawSender struct {
+	fd   int
+	hdrs []mmsghdr
+	iovs []unix.Iovec
+	dst  unix.RawSockaddrInet4
+}
+
+func (e *env) openRaw(ns string, local [4]byte) int {
+	return e.socketIn(ns, unix.AF_INET, unix.SOCK_RAW, ipipProto, func(fd int) error {
+		if err := dropAll(fd); err != nil {
+			return err
+		}
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20)
+		return unix.Bind(fd, &unix.SockaddrInet4{Addr: local})
+	})
+}
+
+func dropAll(fd int) error {
+	drop := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: 1, Filter: &drop[0]}); err != nil {
+		return fmt.Errorf("drop-all filter: %w", err)
+	}
+	return nil
+}
+
+func newRawSender(fd int, inner [][]byte) *rawSender {
+	s := &rawSender{fd: fd, hdrs: make([]mmsghdr, len(inner)), iovs: make([]unix.Iovec, len(inner))}
+	s.dst.Family = unix.AF_INET
+	s.dst.Addr = outerDst
+	for i, p := range inner {
+		s.iovs[i].Base = &p[0]
+		s.iovs[i].SetLen(len(p))
+	}
+	return s
+}
+
+func (s *rawSender) name() string { return "raw sendmmsg-64" }
+
+func (s *rawSender) send() error {
+	for i := range s.hdrs {
+		h := &s.hdrs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&s.dst))
+		h.Namelen = unix.SizeofSockaddrInet4
+		h.Iov = &s.iovs[i]
+		h.SetIovlen(1)
+		h.Control, h.Controllen, h.Flags = nil, 0, 0
+	}
+	return sendAll(s.fd, s.hdrs)
+}
+
+// openPacket opens socket(AF_PACKET, SOCK_RAW, 0) bound to ifindex with
+// protocol 0: the socket receives nothing, and the kernel takes each sent
+// frame's protocol from its Ethernet header (packet_parse_headers).
+func (e *env) openPacket(ns string, ifindex int, bypass bool) int {
+	return e.socketIn(ns, unix.AF_PACKET, unix.SOCK_RAW, 0, func(fd int) error {
+		if bypass {
+			if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+				return fmt.Errorf("PACKET_QDISC_BYPASS: %w", err)
+			}
+		}
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20)
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifindex})
+	})
+}
+
+// pktSender is path (b): an AF_PACKET socket bound to vxa, one sendmmsg per
+// batch of 64; each message is two iovecs, a 34-byte Ethernet + outer IPv4
+// header written per packet (id, incremental checksum) and the inner
+// packet where it lies.
+type pktSender struct {
+	fd     int
+	bypass bool
+	hdrs   []mmsghdr
+	iovs   []unix.Iovec
+	heads  []byte
+	inner  [][]byte
+	tmpl   [headLen]byte
+	id     uint16
+}
+
+func newPktSender(fd int, bypass bool, inner [][]byte, dst, src net.HardwareAddr) *pktSender {
+	s := &pktSender{fd: fd, bypass: bypass, hdrs: make([]mmsghdr, len(inner)), iovs: make([]unix.Iovec, 2*len(inner)),
+		heads: make([]byte, headLen*len(inner)), inner: inner, tmpl: headTemplate(dst, src)}
+	return s
+}
+
+func (s *pktSender) name() string {
+	if s.bypass {
+		return "packet sendmmsg-64 +bypass"
+	}
+	return "packet sendmmsg-64"
+}
+
+func (s *pktSender) send() error {
+	for i, p := range s.inner {
+		hd := s.heads[i*headLen : (i+1)*headLen]
+		s.id++
+		putHead(hd, &s.tmpl, s.id)
+		io := s.iovs[2*i : 2*i+2]
+		io[0].Base, io[1].Base = &hd[0], &p[0]
+		io[0].SetLen(headLen)
+		io[1].SetLen(len(p))
+		h := &s.hdrs[i].hdr
+		h.Name, h.Namelen = nil, 0
+		h.Iov = &io[0]
+		h.SetIovlen(2)
+		h.Control, h.Controllen, h.Flags = nil, 0, 0
+	}
+	return sendAll(s.fd, s.hdrs)
+}
+
+// txRing is path (c): a TPACKET_V2 TX ring on an AF_PACKET socket bound to
+// vxa. Per batch: 64 frames filled (header + a copy of the inner packet,
+// status SEND_REQUEST), then one blocking send(fd, NULL, 0), which returns
+// when the kernel has sent them and freed their skbs.
+type txRing struct {
+	fd        int
+	bypass    bool
+	ring      []byte
+	frameSize int
+	frames    int
+	next      int
+	inner     [][]byte
+	tmpl      [headLen]byte
+	id        uint16
+	kicks     int // extra sends to free a frame not yet AVAILABLE
+}
+
+const (
+	txFrameSize = 2048 // >= 32 + 1414
+	txBlockSize = 1 << 16
+	txFrames    = 256 // four batches
+	// tpacket2Data is where a TPACKET_V2 TX frame's data starts without
+	// PACKET_TX_HAS_OFF: TPACKET2_HDRLEN - sizeof(struct sockaddr_ll) =
+	// TPACKET_ALIGN(sizeof(struct tpacket2_hdr)) = 32.
+	tpacket2Data = 32
+)
+
+func (e *env) openTxRing(ns string, ifindex int, bypass bool, inner [][]byte, dst, src net.HardwareAddr) *txRing {
+	r := &txRing{bypass: bypass, frameSize: txFrameSize, frames: txFrames, inner: inner, tmpl: headTemplate(dst, src)}
+	r.fd = e.socketIn(ns, unix.AF_PACKET, unix.SOCK_RAW, 0, func(fd int) error {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
+			return fmt.Errorf("PACKET_VERSION: %w", err)
+		}
+		if bypass {
+			if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+				return fmt.Errorf("PACKET_QDISC_BYPASS: %w", err)
+			}
+		}
+		req := unix.TpacketReq{Block_size: txBlockSize, Block_nr: txFrames * txFrameSize / txBlockSize, Frame_size: txFrameSize, Frame_nr: txFrames}
+		if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &req); err != nil {
+			return fmt.Errorf("PACKET_TX_RING: %w", err)
+		}
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20)
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifindex})
+	})
+	ring, err := unix.Mmap(r.fd, 0, txFrames*txFrameSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		e.t.Fatalf("mmap TX ring: %v", err)
+	}
+	e.t.Cleanup(func() { _ = unix.Munmap(ring) })
+	r.ring = ring
+	return r
+}
+
+func (r *txRing) name() string {
+	if r.bypass {
+		return "TX ring V2 64/send +bypass"
+	}
+	return "TX ring V2 64/send"
+}
+
+func (r *txRing) hdr(i int) *unix.Tpacket2Hdr {
+	return (*unix.Tpacket2Hdr)(unsafe.Pointer(&r.ring[i*r.frameSize]))
+}
+
+// kick asks the kernel to send every frame marked SEND_REQUEST and waits
+// for them (blocking socket, no MSG_DONTWAIT).
+func (r *txRing) kick() error {
+	for {
+		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(r.fd), 0, 0, 0, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return fmt.Errorf("send (TX ring): %w", errno)
+		}
+		return nil
+	}
+}
+
+// put fills the next frame with one packet of frame bytes (Ethernet +
+// outer header + inner packet) and marks it SEND_REQUEST.
+func (r *txRing) put(inner []byte, total int) error {
+	h := r.hdr(r.next)
+	for {
+		st := atomic.LoadUint32(&h.Status)
+		if st == unix.TP_STATUS_AVAILABLE {
+			break
+		}
+		if st&unix.TP_STATUS_WRONG_FORMAT != 0 {
+			return fmt.Errorf("TX ring frame %d: TP_STATUS_WRONG_FORMAT", r.next)
+		}
+		r.kicks++
+		if err := r.kick(); err != nil {
+			return err
+		}
+	}
+	f := r.ring[r.next*r.frameSize+tpacket2Data : (r.next+1)*r.frameSize]
+	r.id++
+	putHead(f, &r.tmpl, r.id)
+	copy(f[headLen:], inner)
+	h.Len = uint32(total)
+	atomic.StoreUint32(&h.Status, unix.TP_STATUS_SEND_REQUEST)
+	r.next = (r.next + 1) % r.frames
+	return nil
+}
+
+func (r *txRing) send() error {
+	for _, p := range r.inner {
+		if err := r.put(p, headLen+len(p)); err != nil {
+			return err
+		}
+	}
+	return r.kick()
+}
+
+// rxCount is what a receiver in B counted; updated atomically while it
+// runs.
+type rxCount struct {
+	pkts    atomic.Int64 // inner packets (a GRO'd datagram counts its segments)
+	dgrams  atomic.Int64 // datagrams / frames read
+	calls   atomic.Int64 // recvmmsg calls that returned data, or poll calls that found a block
+	trunc   atomic.Int64
+	bad     atomic.Int64
+	lastErr atomic.Value
+}
+
+// receiver reads B until stop is set and it has then seen idle twice.
+type receiver interface {
+	loop(stop *atomic.Bool, c *rxCount)
+	name() string
+}
+
+// rawReceiver is B's raw IPv4 socket for protocol 4 (bound to 10.99.0.2),
+// read with recvmmsg(64, MSG_WAITFORONE): blocks for the first datagram,
+// then takes what is queued. 100 ms receive timeout to notice stop.
+type rawReceiver struct {
+	fd   int
+	hdrs []mmsghdr
+	iovs []unix.Iovec
+	buf  []byte
+}
+
+func (e *env) openRawReceiver() *rawReceiver {
+	fd := e.socketIn(e.nsB, unix.AF_INET, unix.SOCK_RAW, ipipProto, func(fd int) error {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20)
+		tv := unix.NsecToTimeval(100e6)
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrInet4{Addr: outerDst})
+	})
+	r := &rawReceiver{fd: fd, hdrs: make([]mmsghdr, batch), iovs: make([]unix.Iovec, batch), buf: make([]byte, batch*maxDgram)}
+	for i := range r.hdrs {
+		r.iovs[i].Base = &r.buf[i*maxDgram]
+		r.iovs[i].SetLen(maxDgram)
+	}
+	return r
+}
+
+func (r *rawReceiver) name() string { return "raw recvmmsg-64" }
+
+// read returns the datagrams of one recvmmsg call (nil on timeout).
+func (r *rawReceiver) read() ([][]byte, error) {
+	for i := range r.hdrs {
+		h := &r.hdrs[i].hdr
+		h.Name, h.Namelen = nil, 0
+		h.Iov = &r.iovs[i]
+		h.SetIovlen(1)
+		h.Control, h.Controllen, h.Flags = nil, 0, 0
+	}
+	n, err := mmsg(unix.SYS_RECVMMSG, r.fd, r.hdrs, unix.MSG_WAITFORONE)
+	if err != nil {
+		if errors.Is(err, unix.EAGAIN) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	out := make([][]byte, n)
+	for i := range n {
+		out[i] = r.buf[i*maxDgram : i*maxDgram+int(r.hdrs[i].n)]
+		if r.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0 {
+			out[i] = nil
+		}
+	}
+	return out, nil
+}
+
+func (r *rawReceiver) loop(stop *atomic.Bool, c *rxCount) {
+	idle := 0
+	for {
+		for i := range r.hdrs {
+			h := &r.hdrs[i].hdr
+			h.Name, h.Namelen = nil, 0
+			h.Iov = &r.iovs[i]
+			h.SetIovlen(1)
+			h.Control, h.Controllen, h.Flags = nil, 0, 0
+		}
+		n, err := mmsg(unix.SYS_RECVMMSG, r.fd, r.hdrs, unix.MSG_WAITFORONE)
+		if err != nil || n == 0 {
+			if err != nil && !errors.Is(err, unix.EAGAIN) {
+				c.lastErr.Store(err)
+			}
+			if stop.Load() {
+				if idle++; idle >= 1 {
+					return
+				}
+			}
+			continue
+		}
+		idle = 0
+		c.calls.Add(1)
+		c.dgrams.Add(int64(n))
+		p := 0
+		for i := range n {
+			l := int(r.hdrs[i].n)
+			if r.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0 {
+				c.trunc.Add(1)
+			}
+			if l < rxHdrs || r.buf[i*maxDgram+9] != ipipProto {
+				c.bad.Add(1)
+			}
+			p += segments(l)
+		}
+		c.pkts.Add(int64(p))
+	}
+}
+
+// rxRing is a TPACKET_V3 RX ring in B on vxb (protocol ETH_P_IP, classic
+// BPF filter: IPv4 protocol 4 only), read block by block: poll(POLLIN) only
+// when the current block is still the kernel's. The kernel still hands
+// every packet to its IP stack too; a raw socket for protocol 4 with a
+// drop-all filter (openRaw) keeps it from answering protocol-unreachable.
+type rxRing struct {
+	fd        int
+	ring      []byte
+	blockSize int
+	blocks    int
+	tov       int
+	cur       int
+	all       bool   // bound to ETH_P_ALL (else ETH_P_IP)
+	close     func() // unmaps and closes; idempotent
+}
+
+func (e *env) openRxRing(blockSize, blocks, tovMs int, all bool) *rxRing {
+	r := &rxRing{blockSize: blockSize, blocks: blocks, tov: tovMs, all: all}
+	proto := uint16(unix.ETH_P_IP)
+	if all {
+		proto = unix.ETH_P_ALL
+	}
+	r.fd = e.socketIn(e.nsB, unix.AF_PACKET, unix.SOCK_RAW, 0, func(fd int) error {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+			return fmt.Errorf("PACKET_VERSION: %w", err)
+		}
+		req := unix.TpacketReq3{Block_size: uint32(blockSize), Block_nr: uint32(blocks), Frame_size: 2048,
+			Frame_nr: uint32(blockSize / 2048 * blocks), Retire_blk_tov: uint32(tovMs)}
+		if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+			return fmt.Errorf("PACKET_RX_RING: %w", err)
+		}
+		// ldb [23] (IPv4 protocol behind a 14-byte Ethernet header);
+		// jeq #4; ret #262144 else ret #0. With ETH_P_ALL, first drop
+		// B's own outgoing frames (ld pkttype; jeq OUTGOING).
+		var f []unix.SockFilter
+		if all {
+			f = append(f,
+				unix.SockFilter{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0xfffff000 + 4}, // SKF_AD_OFF + SKF_AD_PKTTYPE
+				unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 3, Jf: 0, K: unix.PACKET_OUTGOING})
+		}
+		f = append(f, []unix.SockFilter{
+			{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: ethLen + 9},
+			{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: ipipProto},
+			{Code: unix.BPF_RET | unix.BPF_K, K: 1 << 18},
+			{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+		}...)
+		if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}); err != nil {
+			return fmt.Errorf("filter: %w", err)
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: e.ifB})
+	})
+	ring, err := unix.Mmap(r.fd, 0, blockSize*blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		e.t.Fatalf("mmap RX ring: %v", err)
+	}
+	r.ring = ring
+	r.close = func() {
+		if r.ring != nil {
+			_ = unix.Munmap(r.ring)
+			r.ring = nil
+		}
+		e.closeNow(r.fd)
+	}
+	e.t.Cleanup(r.close)
+	return r
+}
+
+func (r *rxRing) name() string {
+	p := "ETH_P_IP"
+	if r.all {
+		p = "ETH_P_ALL"
+	}
+	return fmt.Sprintf("TPACKET_V3 ring %dKiB x %d, tov %dms, %s", r.blockSize>>10, r.blocks, r.tov, p)
+}
+
+func (r *rxRing) block(i int) *unix.TpacketHdrV1 {
+	bd := (*unix.TpacketBlockDesc)(unsafe.Pointer(&r.ring[i*r.blockSize]))
+	return (*unix.TpacketHdrV1)(unsafe.Pointer(&bd.Hdr[0]))
+}
+
+// frames walks one block the kernel handed over, calling fn for each
+// packet's Ethernet frame and its original length.
+func (r *rxRing) frames(i int, fn func(frame []byte, origLen int)) int {
+	h := r.block(i)
+	base := i * r.blockSize
+	off := int(h.Offset_to_first_pkt)
+	n := int(h.Num_pkts)
+	for range n {
+		ph := (*unix.Tpacket3Hdr)(unsafe.Pointer(&r.ring[base+off]))
+		m := base + off + int(ph.Mac)
+		fn(r.ring[m:m+int(ph.Snaplen)], int(ph.Len))
+		off += int(ph.Next_offset)
+	}
+	return n
+}
+
+func (r *rxRing) release(i int) {
+	atomic.StoreUint32(&r.block(i).Block_status, unix.TP_STATUS_KERNEL)
+}
+
+func (r *rxRing) ready(i int) bool {
+	return atomic.LoadUint32(&r.block(i).Block_status)&unix.TP_STATUS_USER != 0
+}
+
+func (r *rxRing) loop(stop *atomic.Bool, c *rxCount) {
+	idle := 0
+	pfd := []unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN | unix.POLLERR}}
+	for {
+		if !r.ready(r.cur) {
+			n, err := unix.Poll(pfd, 100)
+			if err != nil && !errors.Is(err, unix.EINTR) {
+				c.lastErr.Store(err)
+			}
+			if n <= 0 && stop.Load() {
+				if idle++; idle >= 1 {
+					return
+				}
+			}
+			if n > 0 {
+				c.calls.Add(1)
+			}
+			continue
+		}
+		idle = 0
+		p, d := 0, 0
+		r.frames(r.cur, func(f []byte, orig int) {
+			d++
+			if len(f) < orig {
+				c.trunc.Add(1)
+			}
+			if len(f) < ethLen+rxHdrs || f[ethLen+9] != ipipProto {
+				c.bad.Add(1)
+			}
+			p += segments(orig - ethLen)
+		})
+		r.release(r.cur)
+		r.cur = (r.cur + 1) % r.blocks
+		c.dgrams.Add(int64(d))
+		c.pkts.Add(int64(p))
+	}
+}
+
+// stats is PACKET_STATISTICS (reading resets it): packets, drops, freezes.
+func (r *rxRing) stats() (uint32, uint32, uint32) {
+	s, err := unix.GetsockoptTpacketStatsV3(r.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return 0, 0, 0
+	}
+	return s.Packets, s.Drops, s.Freeze_q_cnt
+}
