@@ -318,6 +318,10 @@ func (e *env) measure(s sender, r receiver, n int) sample {
 		rr = x
 		rr.stats()
 	}
+	r2, _ := r.(*rxRingV2)
+	if r2 != nil {
+		r2.stats()
+	}
 	var stop atomic.Bool
 	var cnt rxCount
 	var wg sync.WaitGroup
@@ -375,6 +379,10 @@ func (e *env) measure(s sender, r receiver, n int) sample {
 	c.vxbRx = linkCounter(e.nsB, "vxb", "rx_packets") - f0
 	if rr != nil {
 		_, drops, _ := rr.stats()
+		c.ringDrops = int64(drops)
+	}
+	if r2 != nil {
+		_, drops := r2.stats()
 		c.ringDrops = int64(drops)
 	}
 	if err, ok := cnt.lastErr.Load().(error); ok && c.sendErr == nil {
@@ -543,6 +551,11 @@ func TestRecvCost(t *testing.T) {
 		}},
 		{"V3 ring 64KiBx256", ring(1<<16, 256)},
 		{"V3 ring 256KiBx64", ring(1<<18, 64)},
+		{"V2 ring 8192 frames", func() (receiver, func()) {
+			comp := e.openRaw(e.nsB, outerDst)
+			r := e.openRxRingV2(8192)
+			return r, func() { r.close(); e.closeNow(comp) }
+		}},
 		{"V3 ring 256KiBx64, ETH_P_ALL + tc drop", func() (receiver, func()) {
 			undo, err := e.tcDropIPIP(e.nsB, "vxb")
 			if err != nil {
@@ -655,6 +668,11 @@ func TestRecvDrain(t *testing.T) {
 			r := e.openRawReceiver()
 			return r, func() { e.closeNow(r.fd) }
 		}},
+		{"V2 ring 16384 frames", func() (receiver, func()) {
+			comp := e.openRaw(e.nsB, outerDst)
+			r := e.openRxRingV2(16384)
+			return r, func() { r.close(); e.closeNow(comp) }
+		}},
 		{"V3 ring 256KiBx256", func() (receiver, func()) {
 			comp := e.openRaw(e.nsB, outerDst)
 			r := e.openRxRing(1<<18, 256, 1, false)
@@ -719,6 +737,96 @@ func TestRecvDrain(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRecvLatency: one packet at a time (PROBE_LAT packets, default 100,
+// 2 ms apart), time from before the raw sendto in A until B's reader holds
+// it: blocking recvfrom on the raw socket, against poll on a TPACKET_V3
+// ring (1 ms block timeout), which hands a block over only when it is full
+// or its timer retires it.
+func TestRecvLatency(t *testing.T) {
+	e := newEnv(t)
+	cnt := envInt("PROBE_LAT", 100)
+	raw := e.openRaw(e.nsA, outerSrc)
+	pkt := innerSet(0)[0]
+	dst := &unix.SockaddrInet4{Addr: outerDst}
+	measure := func(name string, read func() bool) []time.Duration {
+		var lat []time.Duration
+		got := make(chan time.Time, 1)
+		var stop atomic.Bool
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			for !stop.Load() {
+				if read() {
+					got <- time.Now()
+				}
+			}
+			close(got)
+		}()
+		for range cnt {
+			t0 := time.Now()
+			if err := unix.Sendto(raw, pkt, 0, dst); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case t1 := <-got:
+				lat = append(lat, t1.Sub(t0))
+			case <-time.After(time.Second):
+				t.Errorf("%s: packet lost", name)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		stop.Store(true)
+		for range got {
+		}
+		return lat
+	}
+	rx := e.openRawReceiver()
+	buf := make([]byte, maxDgram)
+	rawLat := measure("raw", func() bool {
+		n, _, err := unix.Recvfrom(rx.fd, buf, 0)
+		return err == nil && n > 0
+	})
+	e.closeNow(rx.fd)
+	comp := e.openRaw(e.nsB, outerDst)
+	ring := e.openRxRing(1<<18, 64, 1, false)
+	pfd := []unix.PollFd{{Fd: int32(ring.fd), Events: unix.POLLIN}}
+	ringLat := measure("ring", func() bool {
+		if !ring.ready(ring.cur) {
+			_, _ = unix.Poll(pfd, 50)
+			return false
+		}
+		ring.frames(ring.cur, func([]byte, int) {})
+		ring.release(ring.cur)
+		ring.cur = (ring.cur + 1) % ring.blocks
+		return true
+	})
+	ring.close()
+	r2 := e.openRxRingV2(1024)
+	pfd2 := []unix.PollFd{{Fd: int32(r2.fd), Events: unix.POLLIN}}
+	v2Lat := measure("v2 ring", func() bool {
+		if !r2.ready() {
+			_, _ = unix.Poll(pfd2, 50)
+			return false
+		}
+		r2.take(func([]byte, int) {})
+		return true
+	})
+	r2.close()
+	e.closeNow(comp)
+	q := func(l []time.Duration) string {
+		if len(l) == 0 {
+			return "none"
+		}
+		slices.Sort(l)
+		p := func(f float64) time.Duration { return l[int(f*float64(len(l)-1))].Round(time.Microsecond) }
+		return fmt.Sprintf("p50 %v, p90 %v, max %v (%d packets)", p(0.5), p(0.9), p(1), len(l))
+	}
+	t.Logf("| B reader | A send -> B reader holds the packet |")
+	t.Logf("| raw recvfrom (blocking) | %s |", q(rawLat))
+	t.Logf("| V3 ring 256KiBx64, tov 1ms, poll | %s |", q(ringLat))
+	t.Logf("| V2 ring 1024 frames, poll | %s |", q(v2Lat))
 }
 
 // onlyPaths keeps the send paths whose name contains PROBE_PATHS, when set
