@@ -39,6 +39,9 @@ type Scenario struct {
 	// TunnelGSO runs tunneld with underlay.tunnel_gso: on (VXLAN
 	// super-packets leave whole through the UDP-tunnel GSO TAP).
 	TunnelGSO bool
+	// PacketSend runs tunneld with underlay.raw_send: packet (raw-IP
+	// tunnels send through packet sockets).
+	PacketSend bool
 }
 
 // tunneldConfig applies the scenario's underlay choices to a rendered
@@ -46,6 +49,9 @@ type Scenario struct {
 func (sc Scenario) tunneldConfig(cfg string) string {
 	if sc.TunnelGSO {
 		cfg = strings.Replace(cfg, "underlay:\n", "underlay:\n  tunnel_gso: on\n", 1)
+	}
+	if sc.PacketSend {
+		cfg = strings.Replace(cfg, "underlay:\n", "underlay:\n  raw_send: packet\n", 1)
 	}
 	return cfg
 }
@@ -61,7 +67,9 @@ var Scenarios = []Scenario{
 	{Name: "tunneld-vxlan", Kind: KindTunneld, Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
 	{Name: "tunneld-vxlan-gso", Kind: KindTunneld, Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n", TunnelGSO: true},
 	{Name: "tunneld-ipip", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipip\n"},
+	{Name: "tunneld-ipip-pkt", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipip\n", PacketSend: true},
 	{Name: "tunneld-gre", Kind: KindTunneld, Mode: "tun", Encap: "  type: gre\n"},
+	{Name: "tunneld-gre-pkt", Kind: KindTunneld, Mode: "tun", Encap: "  type: gre\n", PacketSend: true},
 	{Name: "tunneld-ipudp", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipudp\n"},
 	{Name: "tunneld-vxlan-tap", Kind: KindTunneld, Mode: "tap", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
 	{Name: "tunneld-to-kernel", Kind: KindMixed, TunneldSide: "a", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},

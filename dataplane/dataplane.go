@@ -44,6 +44,8 @@ type Dataplane struct {
 	// too; partial.go).
 	devGSO, devUSO bool
 	tgso           *tunnelGSO // the UDP-tunnel GSO TAP, or nil (tnlgso.go)
+	pkt            *packetSend // the packet-socket send path, or nil (pktsend.go)
+	hops           *nextHops   // next hops for either, or nil (nexthop.go)
 	start          time.Time
 
 	done      chan struct{}
@@ -70,6 +72,10 @@ type Parts struct {
 	// needs device queues with device.SuperReader, and a Network that
 	// resolves next hops, and is closed (unused) without them.
 	TunnelTAP *TunnelTAP
+	// PacketSend, when set, sends raw-IP tunnel packets through packet
+	// sockets (pktsend.go); like TunnelTAP it needs a Network that
+	// resolves next hops.
+	PacketSend *PacketSend
 	// Undo, when set, runs last in Close: it removes what opening the
 	// parts added to the system (addresses on a device that existed).
 	Undo func()
@@ -127,20 +133,29 @@ func New(cfg *config.Config, parts Parts, log *slog.Logger) (*Dataplane, error) 
 	}
 	d.gso.Store(parts.Underlay.GSO)
 	d.devGSO, d.devUSO = device.Offloads(parts.Devices[0])
+	res, resolves := parts.Network.(hopResolver)
 	if t := parts.TunnelTAP; t != nil {
-		res, ok := parts.Network.(hopResolver)
 		_, sr := parts.Devices[0].(device.SuperReader)
-		if ok && sr && t.TAP.Queues() >= n && d.tunnel.kind == config.EncapVXLAN && cfg.Underlay.Local.Is4() {
-			d.tgso = newTunnelGSO(cfg, t, res, d.queues)
+		if resolves && sr && t.TAP.Queues() >= n && d.tunnel.kind == config.EncapVXLAN && cfg.Underlay.Local.Is4() {
+			d.hops = newNextHops(t.Link, res)
+			d.tgso = newTunnelGSO(cfg, t, d.hops, d.queues)
 		} else {
 			log.Warn("UDP-tunnel GSO TAP not used: the device, network or encapsulation cannot feed it", "tap", t.TAP.Name())
+		}
+	}
+	if ps := parts.PacketSend; ps != nil {
+		if resolves && len(ps.Queues) >= n && d.tunnel.rawProto() != 0 && cfg.Underlay.Local.Is4() {
+			d.hops = newNextHops(ps.Link, res)
+			d.pkt = newPacketSend(cfg, ps)
+		} else {
+			log.Warn("packet sockets not used: the network or encapsulation cannot feed them")
 		}
 	}
 	if err := d.SetPeers(PeersFromConfig(cfg)); err != nil {
 		d.Close()
 		return nil, err
 	}
-	log.Info("data plane ready", "queues", n, "pipeline", cfg.Pipeline, "udp_gso", d.gso.Load(), "tunnel_gso", d.tgso != nil)
+	log.Info("data plane ready", "queues", n, "pipeline", cfg.Pipeline, "udp_gso", d.gso.Load(), "tunnel_gso", d.tgso != nil, "packet_send", d.pkt != nil)
 	return d, nil
 }
 
@@ -151,6 +166,11 @@ func (d *Dataplane) closeParts() {
 	}
 	if t := d.parts.TunnelTAP; t != nil {
 		t.TAP.Close()
+	}
+	if ps := d.parts.PacketSend; ps != nil {
+		for _, c := range ps.Closers {
+			c.Close()
+		}
 	}
 	for _, dev := range d.parts.Devices {
 		dev.Close()

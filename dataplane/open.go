@@ -73,7 +73,36 @@ func openParts(cfg *config.Config, log *slog.Logger) (Parts, error) {
 			log.Info("UDP-tunnel GSO TAP not used; super-packets are split and sent by the sockets", "err", err)
 		}
 	}
+	if cfg.Underlay.RawSend == config.RawSendPacket {
+		ps, err := openPacketSend(cfg, n)
+		if err != nil {
+			closeAll(parts)
+			if parts.TunnelTAP != nil {
+				parts.TunnelTAP.TAP.Close()
+			}
+			return Parts{}, err
+		}
+		parts.PacketSend = ps
+		log.Info("packet sockets send the raw-IP tunnel's packets", "via", ps.Link.Name)
+	}
 	return parts, nil
+}
+
+// openPacketSend opens a packet socket per device queue on the device of
+// the underlay address.
+func openPacketSend(cfg *config.Config, n int) (*PacketSend, error) {
+	if !cfg.Underlay.Local.Is4() {
+		return nil, errors.New("underlay.raw_send: packet needs an IPv4 underlay")
+	}
+	link, err := netcfg.LinkOfAddr(cfg.Underlay.Local)
+	if err != nil {
+		return nil, err
+	}
+	qs, closers, err := underlay.OpenPacketSend(link.Index, n, 128)
+	if err != nil {
+		return nil, err
+	}
+	return &PacketSend{Queues: qs, Link: link, Closers: closers}, nil
 }
 
 // openTunnelTAP opens the UDP-tunnel GSO TAP with a queue per device

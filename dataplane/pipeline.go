@@ -51,7 +51,7 @@ func (d *Dataplane) Start() {
 		d.wg.Add(1)
 		go d.routineWarm(t)
 	}
-	if d.tgso != nil {
+	if d.hops != nil {
 		d.wg.Add(1)
 		go d.routineHops()
 	}

@@ -13,17 +13,11 @@ package dataplane
 // path MTU their segments exceed) is split as without the TAP and sent by
 // the sockets, so the TAP is only ever a shortcut.
 //
-// The outer destination MAC is the next hop's, from the kernel's own
-// neighbour table (netcfg.NextHops), looked up once a second and soon
-// after a super-packet found none; the socket path's own sends are what
-// make the kernel resolve and confirm it (the TAP's frames bypass the
-// kernel's neighbour code).
+// The outer destination MAC is the next hop's (nexthop.go).
 
 import (
 	"errors"
-	"net/netip"
 	"sync/atomic"
-	"time"
 
 	"tunnelplane/dataplane/config"
 	"tunnelplane/dataplane/device"
@@ -33,17 +27,6 @@ import (
 	"tunnelplane/encap"
 )
 
-// hopResolver is what the data plane needs of its Network for the TAP:
-// netcfg.NextHops.
-type hopResolver interface {
-	NextHops(remotes []netip.Addr, via int, macs [][6]byte, ok []bool) error
-}
-
-// NextHops resolves next-hop MACs (netcfg.NextHops).
-func (n deviceNetwork) NextHops(remotes []netip.Addr, via int, macs [][6]byte, ok []bool) error {
-	return netcfg.NextHops(remotes, via, macs, ok)
-}
-
 // TunnelTAP is the UDP-tunnel GSO TAP of a data plane (Parts.TunnelTAP).
 type TunnelTAP struct {
 	TAP  *underlay.TunnelTAP // its queues serve Parts.Devices, one each
@@ -52,24 +35,19 @@ type TunnelTAP struct {
 
 // tunnelGSO is the data plane's state for the TAP.
 type tunnelGSO struct {
-	tap      *underlay.TunnelTAP
-	link     netcfg.UnderlayLink
-	resolver hopResolver
-	frame    underlay.TunnelFrame // the fields every frame shares
+	tap   *underlay.TunnelTAP
+	hops  *nextHops
+	frame underlay.TunnelFrame // the fields every frame shares
 	// ports[q] is the outer source port of queue q's frames: its send
 	// socket's, so that a flow's packets keep one outer 4-tuple whichever
 	// way they leave (the peer's SO_REUSEPORT group picks the reader by
 	// it, and two would reorder the flow).
 	ports []uint16
-	// hops maps peer remotes to next-hop MACs: a snapshot the resolver
-	// replaces whole, read without a lock.
-	hops atomic.Pointer[map[netip.Addr][6]byte]
-	miss chan struct{} // a super-packet found no hop: resolve soon
-	off  atomic.Bool   // the kernel refused the TAP's frames: sockets only
+	off   atomic.Bool // the kernel refused the TAP's frames: sockets only
 }
 
-func newTunnelGSO(cfg *config.Config, t *TunnelTAP, res hopResolver, queues []*queueSet) *tunnelGSO {
-	g := &tunnelGSO{tap: t.TAP, link: t.Link, resolver: res, miss: make(chan struct{}, 1)}
+func newTunnelGSO(cfg *config.Config, t *TunnelTAP, hops *nextHops, queues []*queueSet) *tunnelGSO {
+	g := &tunnelGSO{tap: t.TAP, hops: hops}
 	for _, q := range queues {
 		port := cfg.Encap.Port
 		if s, ok := q.send.(interface{ LocalPort() uint16 }); ok && s.LocalPort() != 0 {
@@ -87,8 +65,6 @@ func newTunnelGSO(cfg *config.Config, t *TunnelTAP, res hopResolver, queues []*q
 	if cfg.Encap.TOS >= 0 {
 		g.frame.TOS = uint8(cfg.Encap.TOS)
 	}
-	empty := map[netip.Addr][6]byte{}
-	g.hops.Store(&empty)
 	return g
 }
 
@@ -287,12 +263,8 @@ func (d *Dataplane) tapSuper(e *egressBatch, st *superState, b []byte, off, end 
 	if !p.Remote.Is4() {
 		return false
 	}
-	mac, ok := (*g.hops.Load())[p.Remote]
+	mac, ok := g.hops.lookup(p.Remote)
 	if !ok {
-		select {
-		case g.miss <- struct{}{}:
-		default:
-		}
 		return false
 	}
 	// Each segment on the wire: outer IPv4 and UDP, then everything from
@@ -354,65 +326,4 @@ func (u *underlayWriter) writeFrame(p *packet) {
 			}
 		}
 	}
-}
-
-// routineHops keeps the next-hop table of the TAP: once a second, and
-// soon after a super-packet found no hop (20 ms later: the split packets
-// sent meanwhile are what make the kernel resolve it).
-func (d *Dataplane) routineHops() {
-	defer d.wg.Done()
-	g := d.tgso
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var remotes []netip.Addr
-	var macs [][6]byte
-	var ok []bool
-	for {
-		remotes = remotes[:0]
-		for _, p := range d.table.Load().Peers {
-			if p.Remote.Is4() {
-				remotes = append(remotes, p.Remote)
-			}
-		}
-		if cap(macs) < len(remotes) {
-			macs, ok = make([][6]byte, len(remotes)), make([]bool, len(remotes))
-		}
-		macs, ok = macs[:len(remotes)], ok[:len(remotes)]
-		if err := g.resolver.NextHops(remotes, g.link.Index, macs, ok); err != nil {
-			d.log.Debug("next-hop lookup for the tunnel GSO TAP failed", "err", err)
-		} else {
-			next := make(map[netip.Addr][6]byte, len(remotes))
-			for i, r := range remotes {
-				if ok[i] {
-					next[r] = macs[i]
-				}
-			}
-			if !sameHops(*g.hops.Load(), next) {
-				g.hops.Store(&next)
-			}
-		}
-		select {
-		case <-d.done:
-			return
-		case <-tick.C:
-		case <-g.miss:
-			select {
-			case <-d.done:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}
-}
-
-func sameHops(a, b map[netip.Addr][6]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

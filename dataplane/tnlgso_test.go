@@ -43,9 +43,10 @@ func newTnlGSOTest(tb testing.TB, hops map[netip.Addr][6]byte) (*Dataplane, *egr
 	tb.Helper()
 	d, q := newTestDataplaneWith(tb, tnlGSOConfig, "direct", &devicetest.Fake{}, &underlaytest.Fake{})
 	tb.Cleanup(func() { d.Close() })
-	d.tgso = newTunnelGSO(d.cfg, &TunnelTAP{Link: netcfg.UnderlayLink{Index: 2, Name: "veth-a", MAC: tnlLinkMAC}}, nil, d.queues)
+	d.hops = newNextHops(netcfg.UnderlayLink{Index: 2, Name: "veth-a", MAC: tnlLinkMAC}, nil)
+	d.tgso = newTunnelGSO(d.cfg, &TunnelTAP{Link: d.hops.link}, d.hops, d.queues)
 	if hops != nil {
-		d.tgso.hops.Store(&hops)
+		d.hops.table.Store(&hops)
 	}
 	e := &egressBatch{q: q, out: make([]packet, 0, 256), free: make([]uint32, 0, 256)}
 	e.start(d.table.Load(), 0, nil)
@@ -171,7 +172,7 @@ func TestTapSuperFallback(t *testing.T) {
 			}
 			if !tc.hop {
 				select {
-				case <-d.tgso.miss:
+				case <-d.hops.miss:
 				default:
 					t.Errorf("no lookup asked for")
 				}
@@ -287,7 +288,7 @@ func BenchmarkEgressSuper(b *testing.B) {
 					}
 				}
 				select {
-				case <-d.tgso.miss:
+				case <-d.hops.miss:
 				default:
 				}
 			}

@@ -52,15 +52,24 @@ type underlayWriter struct {
 	d        *Dataplane
 	w        underlay.Writer
 	tapQueue int // this queue's queue of the UDP-tunnel GSO TAP
-	c        *stats.Counters
+	// pw sends through the packet socket of this queue (pktsend.go), with
+	// messages of its own; ipid numbers the outer IPv4 headers it writes.
+	pw    underlay.Writer
+	pmsgs []underlay.Message
+	ipid  uint16
+	c     *stats.Counters
 	msgs     []underlay.Message
 	idx      []uint32
 	bufs     [][]byte // backing store for the messages' Bufs
 }
 
 func (d *Dataplane) newUnderlayWriter(q *queueSet, c *stats.Counters, size int) *underlayWriter {
-	return &underlayWriter{d: d, w: q.send.NewBatchWriter(size), tapQueue: q.id, c: c,
+	u := &underlayWriter{d: d, w: q.send.NewBatchWriter(size), tapQueue: q.id, c: c,
 		msgs: make([]underlay.Message, size), idx: make([]uint32, size), bufs: make([][]byte, size)}
+	if d.pkt != nil {
+		u.pw, u.pmsgs = d.pkt.queues[q.id].NewBatchWriter(size), make([]underlay.Message, size)
+	}
+	return u
 }
 
 // write sends ps (at most the writer's size) and returns their buffers to
@@ -98,6 +107,13 @@ func (u *underlayWriter) write(ps []packet) error {
 // send sends ps, none of them TAP frames, through the socket.
 func (u *underlayWriter) send(ps []packet) error {
 	d := u.d
+	if u.pw != nil {
+		n, err := u.sendPackets(ps)
+		if err != nil || n == 0 {
+			return err
+		}
+		ps = ps[:n]
+	}
 	for i := range ps {
 		p := &ps[i]
 		u.bufs[i] = d.bufs.buf(p.idx)[p.off:p.end]

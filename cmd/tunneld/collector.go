@@ -24,6 +24,7 @@ type collector struct {
 	drops, poolFree, ringOcc, peers        *prometheus.Desc
 	batch, gso, gro                        *prometheus.Desc
 	partial, supers, tunnelGSO, queue      *prometheus.Desc
+	packetSocket                           *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -34,27 +35,28 @@ func newCollector(dp snapshotter) *collector {
 		return prometheus.NewDesc("tunneld_"+name, help, labels, nil)
 	}
 	return &collector{
-		dp:        dp,
-		rxPackets: desc("rx_packets_total", "Packets received from the peer and delivered to the device.", "peer"),
-		rxBytes:   desc("rx_bytes_total", "Bytes (inner packets) received from the peer and delivered to the device.", "peer"),
-		txPackets: desc("tx_packets_total", "Packets encapsulated and sent to the peer.", "peer"),
-		txBytes:   desc("tx_bytes_total", "Bytes (encapsulated, without the kernel's outer IP/UDP headers) sent to the peer.", "peer"),
-		drops:     desc("drops_total", "Packets dropped, by reason and direction (egress: device to underlay; ingress: underlay to device).", "reason", "direction"),
-		poolFree:  desc("pool_free_buffers", "Free buffers in each packet pool.", "pool"),
-		ringOcc:   desc("ring_occupancy", "Packets waiting in each hand-over ring (pipeline: rings).", "ring"),
-		peers:     desc("peers", "Peers in the current table."),
-		batch:     desc("batch_size", "Packets per batch, by pipeline stage.", "stage"),
-		gso:       desc("gso_segments", "Datagrams per underlay send (UDP GSO trains; 1 = a single datagram)."),
-		gro:       desc("gro_segments", "Datagrams per underlay receive (UDP GRO; 1 = a single datagram)."),
-		partial:   desc("partial_checksum_packets_total", "Inner packets received with a partial TCP/UDP checksum (a kernel peer's checksum offload), handed to the device with NEEDS_CSUM or completed."),
-		supers:    desc("super_packet_bytes", "Inner super-packets received (larger than the device MTU: a kernel peer's GSO across a veth or virtio path), by size in bytes."),
-		queue:     desc("queue_packets_total", "Packets per device queue and stage (device_read, underlay_write, underlay_read, device_write): how the flows spread over the queues.", "queue", "stage"),
-		tunnelGSO: desc("tunnel_gso_frame_bytes", "Inner TCP super-packets sent whole through the UDP-tunnel GSO TAP (underlay.tunnel_gso), by the bytes from the VXLAN header on."),
+		dp:           dp,
+		rxPackets:    desc("rx_packets_total", "Packets received from the peer and delivered to the device.", "peer"),
+		rxBytes:      desc("rx_bytes_total", "Bytes (inner packets) received from the peer and delivered to the device.", "peer"),
+		txPackets:    desc("tx_packets_total", "Packets encapsulated and sent to the peer.", "peer"),
+		txBytes:      desc("tx_bytes_total", "Bytes (encapsulated, without the kernel's outer IP/UDP headers) sent to the peer.", "peer"),
+		drops:        desc("drops_total", "Packets dropped, by reason and direction (egress: device to underlay; ingress: underlay to device).", "reason", "direction"),
+		poolFree:     desc("pool_free_buffers", "Free buffers in each packet pool.", "pool"),
+		ringOcc:      desc("ring_occupancy", "Packets waiting in each hand-over ring (pipeline: rings).", "ring"),
+		peers:        desc("peers", "Peers in the current table."),
+		batch:        desc("batch_size", "Packets per batch, by pipeline stage.", "stage"),
+		gso:          desc("gso_segments", "Datagrams per underlay send (UDP GSO trains; 1 = a single datagram)."),
+		gro:          desc("gro_segments", "Datagrams per underlay receive (UDP GRO; 1 = a single datagram)."),
+		partial:      desc("partial_checksum_packets_total", "Inner packets received with a partial TCP/UDP checksum (a kernel peer's checksum offload), handed to the device with NEEDS_CSUM or completed."),
+		supers:       desc("super_packet_bytes", "Inner super-packets received (larger than the device MTU: a kernel peer's GSO across a veth or virtio path), by size in bytes."),
+		packetSocket: desc("packet_socket_packets_total", "Raw-IP tunnel packets sent through the packet sockets (underlay.raw_send: packet); the others went through the raw IP socket."),
+		queue:        desc("queue_packets_total", "Packets per device queue and stage (device_read, underlay_write, underlay_read, device_write): how the flows spread over the queues.", "queue", "stage"),
+		tunnelGSO:    desc("tunnel_gso_frame_bytes", "Inner TCP super-packets sent whole through the UDP-tunnel GSO TAP (underlay.tunnel_gso), by the bytes from the VXLAN header on."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.poolFree, c.ringOcc, c.peers, c.batch, c.gso, c.gro, c.partial, c.supers, c.tunnelGSO, c.queue} {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.poolFree, c.ringOcc, c.peers, c.batch, c.gso, c.gro, c.partial, c.supers, c.tunnelGSO, c.queue, c.packetSocket} {
 		ch <- d
 	}
 }
@@ -93,6 +95,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	histogram(ch, c.gso, &uw.Segments)
 	histogram(ch, c.gro, &ur.Segments)
 	counter(c.partial, dw.PartialCsum)
+	counter(c.packetSocket, uw.PacketSocket)
 	histogramIn(ch, c.supers, &stats.SuperBuckets, &ur.Supers)
 	histogramIn(ch, c.tunnelGSO, &stats.SuperBuckets, &uw.Supers)
 	for i, q := range s.Queues {

@@ -170,7 +170,17 @@ type Underlay struct {
 	// else as off) or TunnelGSOOn (the same, and tunneld does not start
 	// without it). docs/OPERATIONS.md says what the TAP path bypasses.
 	TunnelGSO string
+	// RawSend is how raw-IP tunnels (ipip, sit, gre) send: RawSendSocket
+	// or "" (the raw IP socket) or RawSendPacket (packet sockets on the
+	// underlay device; docs/OPERATIONS.md says what they bypass).
+	RawSend string
 }
+
+// Values of Underlay.RawSend.
+const (
+	RawSendSocket = "socket"
+	RawSendPacket = "packet"
+)
 
 // Values of Underlay.TunnelGSO.
 const (

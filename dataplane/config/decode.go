@@ -20,7 +20,7 @@ var (
 	topKeys      = []string{"device", "encap", "underlay", "peers", "peers_from", "flannel", "backend", "offload", "pipeline", "queues", "wake_tick", "metrics", "log"}
 	deviceKeys   = []string{"name", "mode", "mtu", "addresses", "mac"}
 	encapKeys    = []string{"preset", "type", "vni", "port", "key", "checksum", "sequence", "ttl", "tos", "df"}
-	underlayKeys = []string{"local", "mtu", "tunnel_gso"}
+	underlayKeys = []string{"local", "mtu", "tunnel_gso", "raw_send"}
 	peerKeys     = []string{"remote", "prefixes", "mac"}
 	flannelKeys  = []string{"subnet_manager", "etcd_endpoints", "etcd_prefix", "kubeconfig", "node_name", "net_conf", "subnet_file"}
 	metricsKeys  = []string{"listen", "pprof"}
@@ -169,6 +169,8 @@ func (d *decoder) decode(data []byte) *Config {
 					c.Underlay.MTU, _ = d.integer(n, path, MinMTU, MaxMTU)
 				case "tunnel_gso":
 					c.Underlay.TunnelGSO, _ = d.str(n, path)
+				case "raw_send":
+					c.Underlay.RawSend, _ = d.str(n, path)
 				}
 			})
 		case "peers":

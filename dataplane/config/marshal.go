@@ -47,6 +47,7 @@ type (
 		Local     string `yaml:"local"`
 		MTU       int    `yaml:"mtu"`
 		TunnelGSO string `yaml:"tunnel_gso,omitempty"`
+		RawSend   string `yaml:"raw_send,omitempty"`
 	}
 	fileFlannel struct {
 		SubnetManager string   `yaml:"subnet_manager"`
@@ -77,7 +78,7 @@ func (c *Config) Marshal() ([]byte, error) {
 			Addresses: []string{},
 		},
 		Encap:     fileEncap{Preset: c.Encap.Preset, Type: c.Encap.Type, TTL: c.Encap.TTL, TOS: "inherit", DF: "inherit"},
-		Underlay:  fileUnderlay{Local: c.Underlay.Local.String(), MTU: c.Underlay.MTU, TunnelGSO: c.Underlay.TunnelGSO},
+		Underlay:  fileUnderlay{Local: c.Underlay.Local.String(), MTU: c.Underlay.MTU, TunnelGSO: c.Underlay.TunnelGSO, RawSend: c.Underlay.RawSend},
 		Peers:     []filePeer{},
 		PeersFrom: c.PeersFrom,
 		Backend:   c.Backend,

@@ -331,6 +331,20 @@ func (v *validator) underlay() {
 	default:
 		v.fail("underlay.tunnel_gso", `must be "off", "auto" or "on", not %q`, u.TunnelGSO)
 	}
+	switch u.RawSend {
+	case "", RawSendSocket:
+	case RawSendPacket:
+		switch {
+		case t != EncapIPIP && t != EncapSIT && t != EncapGRE:
+			v.fail("underlay.raw_send", "packet is for the raw-IP tunnels (ipip, sit, gre), not %s", t)
+		case u.Local.Is6():
+			v.fail("underlay.raw_send", "packet needs an IPv4 underlay (the IPv6 outer header is not done); %s is IPv6", u.Local)
+		case v.c.Backend == BackendKernel:
+			v.fail("underlay.raw_send", "packet is for the userspace backend; backend kernel sends through the kernel's own link")
+		}
+	default:
+		v.fail("underlay.raw_send", `must be "socket" or "packet", not %q`, u.RawSend)
+	}
 }
 
 func (v *validator) device() {

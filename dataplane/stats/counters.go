@@ -20,6 +20,8 @@ type Counters struct {
 	Supers Hist
 	// Device writer: inner packets whose checksum was partial.
 	PartialCsum atomic.Uint64
+	// Underlay writer: packets sent through the packet socket.
+	PacketSocket atomic.Uint64
 	Drops       [NumDrops]atomic.Uint64
 	_           [64]byte
 }

@@ -7,7 +7,7 @@ import "net/netip"
 type Sum struct {
 	RxPackets, RxBytes, TxPackets, TxBytes, Batches uint64
 	BatchSize, Segments, Supers                     HistSum
-	PartialCsum                                     uint64
+	PartialCsum, PacketSocket                       uint64
 	Drops                                           [NumDrops]uint64
 }
 
@@ -22,6 +22,7 @@ func (s *Sum) Add(c *Counters) {
 	s.Segments.Add(&c.Segments)
 	s.Supers.Add(&c.Supers)
 	s.PartialCsum += c.PartialCsum.Load()
+	s.PacketSocket += c.PacketSocket.Load()
 	for r := range s.Drops {
 		s.Drops[r] += c.Drops[r].Load()
 	}

@@ -184,8 +184,12 @@ func (w *BatchWriter) WriteBatch(ms []Message) (int, error) {
 				s.iovs[nio].SetLen(len(b))
 				nio++
 			}
-			h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
-			h.Namelen = addrPortToSockaddr(m.Addr, &s.names[i])
+			if m.Addr.IsValid() {
+				h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
+				h.Namelen = addrPortToSockaddr(m.Addr, &s.names[i])
+			} else {
+				h.Name, h.Namelen = nil, 0 // a bound packet socket (OpenPacketSend)
+			}
 			h.Control, h.Controllen, h.Flags = nil, 0, 0
 			oob := s.oob[i*oobSize : (i+1)*oobSize]
 			clen := 0

@@ -2,7 +2,10 @@
 
 package underlay
 
-import "log/slog"
+import (
+	"io"
+	"log/slog"
+)
 
 // Open is not supported: batched socket I/O needs Linux.
 func Open(o Options, queues int, log *slog.Logger) (*Sockets, error) { return nil, errNotSupported }
@@ -33,3 +36,8 @@ func (t *TunnelTAP) Queues() int { return 0 }
 
 // Close does nothing.
 func (t *TunnelTAP) Close() error { return nil }
+
+// OpenPacketSend is not supported here.
+func OpenPacketSend(ifindex, n, batch int) ([]Sender, []io.Closer, error) {
+	return nil, nil, errNotSupported
+}
