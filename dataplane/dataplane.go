@@ -43,7 +43,7 @@ type Dataplane struct {
 	// The device queues have the virtio header (GSO writes; devUSO: UDP
 	// too; partial.go).
 	devGSO, devUSO bool
-	tgso           *tunnelGSO // the UDP-tunnel GSO TAP, or nil (tnlgso.go)
+	tgso           *tunnelGSO  // the UDP-tunnel GSO TAP, or nil (tnlgso.go)
 	pkt            *packetSend // the packet-socket send path, or nil (pktsend.go)
 	hops           *nextHops   // next hops for either, or nil (nexthop.go)
 	start          time.Time

@@ -58,9 +58,9 @@ type underlayWriter struct {
 	pmsgs []underlay.Message
 	ipid  uint16
 	c     *stats.Counters
-	msgs     []underlay.Message
-	idx      []uint32
-	bufs     [][]byte // backing store for the messages' Bufs
+	msgs  []underlay.Message
+	idx   []uint32
+	bufs  [][]byte // backing store for the messages' Bufs
 }
 
 func (d *Dataplane) newUnderlayWriter(q *queueSet, c *stats.Counters, size int) *underlayWriter {

@@ -22,8 +22,8 @@ type Counters struct {
 	PartialCsum atomic.Uint64
 	// Underlay writer: packets sent through the packet socket.
 	PacketSocket atomic.Uint64
-	Drops       [NumDrops]atomic.Uint64
-	_           [64]byte
+	Drops        [NumDrops]atomic.Uint64
+	_            [64]byte
 }
 
 // Drop counts one packet dropped for reason d.
