@@ -19,6 +19,8 @@ type Fake struct {
 	From  netip.AddrPort
 	Left  int
 	Sent  atomic.Int64
+	// OnWrite, when set, sees every single-buffer message written.
+	OnWrite func(b []byte)
 }
 
 var (
@@ -54,6 +56,9 @@ func (f *Fake) NewBatchWriter(int) underlay.Writer { return f }
 func (f *Fake) WriteBatch(ms []underlay.Message) (int, error) {
 	var n int64
 	for _, m := range ms {
+		if f.OnWrite != nil && m.Bufs == nil {
+			f.OnWrite(m.Buf)
+		}
 		if m.Bufs != nil {
 			n += int64(len(m.Bufs))
 		} else {
