@@ -136,7 +136,7 @@ func New(cfg *config.Config, parts Parts, log *slog.Logger) (*Dataplane, error) 
 	res, resolves := parts.Network.(hopResolver)
 	if t := parts.TunnelTAP; t != nil {
 		_, sr := parts.Devices[0].(device.SuperReader)
-		if resolves && sr && t.TAP.Queues() >= n && d.tunnel.kind == config.EncapVXLAN && cfg.Underlay.Local.Is4() {
+		if resolves && sr && t.TAP.Queues() >= n && (d.tunnel.kind == config.EncapVXLAN || d.tunnel.kind == config.EncapIPUDP) && cfg.Underlay.Local.Is4() {
 			d.hops = newNextHops(t.Link, res)
 			d.tgso = newTunnelGSO(cfg, t, d.hops, d.queues)
 		} else {

@@ -108,8 +108,8 @@ func openPacketSend(cfg *config.Config, n int) (*PacketSend, error) {
 // openTunnelTAP opens the UDP-tunnel GSO TAP with a queue per device
 // queue and points it at the device of the underlay address.
 func openTunnelTAP(cfg *config.Config, devs []device.Device) (*TunnelTAP, error) {
-	if _, ok := devs[0].(device.SuperReader); !ok || cfg.Encap.Type != config.EncapVXLAN || !cfg.Underlay.Local.Is4() {
-		return nil, errors.New("underlay.tunnel_gso needs VXLAN over IPv4 and a device with offloads (the virtio header)")
+	if _, ok := devs[0].(device.SuperReader); !ok || (cfg.Encap.Type != config.EncapVXLAN && cfg.Encap.Type != config.EncapIPUDP) || !cfg.Underlay.Local.Is4() {
+		return nil, errors.New("underlay.tunnel_gso needs VXLAN or IP-in-UDP over IPv4 and a device with offloads (the virtio header)")
 	}
 	link, err := netcfg.LinkOfAddr(cfg.Underlay.Local)
 	if err != nil {

@@ -1,13 +1,14 @@
 package dataplane
 
-// Sending VXLAN super-packets whole (underlay.tunnel_gso; the TAP, its
-// header and what it bypasses are in dataplane/underlay/tnltap.go).
+// Sending VXLAN and IP-in-UDP super-packets whole (underlay.tunnel_gso;
+// the TAP, its header and what it bypasses are in
+// dataplane/underlay/tnltap.go).
 //
 // With the TAP on, the device reader reads each packet as the kernel
 // wrote it (device.SuperReader): a TCP super-packet stays whole in a large
-// buffer, gets its inner Ethernet and VXLAN headers as any packet does,
-// then the outer UDP, IPv4 and Ethernet headers and the 24-byte tunnel
-// virtio header, and goes to the TAP in one write; the kernel segments it
+// buffer, gets its tunnel headers as any packet does (VXLAN and inner
+// Ethernet; none for IP-in-UDP), then the outer UDP, IPv4 and Ethernet
+// headers and the 24-byte tunnel virtio header, and goes to the TAP in one write; the kernel segments it
 // on the way out. Everything else (plain packets, UDP super-packets,
 // super-packets for a peer whose next hop is not resolved yet or whose
 // path MTU their segments exceed) is split as without the TAP and sent by

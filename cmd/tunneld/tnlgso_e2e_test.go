@@ -34,6 +34,7 @@ func TestTunnelGSO(t *testing.T) {
 	requireTunnelGSO(t)
 	for _, tc := range []struct{ peer, mode, pipeline string }{
 		{"kernel", "tun", "direct"}, {"kernel", "tap", "direct"}, {"tunneld", "tun", "direct"}, {"tunneld", "tun", "rings"},
+		{"tunneld-ipudp", "tun", "direct"},
 	} {
 		t.Run(tc.peer+"/"+tc.mode+"/"+tc.pipeline, func(t *testing.T) {
 			bothOffloads(t, func(t *testing.T, offloads bool) { tunnelGSOCase(t, tc.peer, tc.mode, tc.pipeline, offloads) })
@@ -86,6 +87,9 @@ func tunnelGSOCase(t *testing.T, peer, mode, pipeline string, offloads bool) {
 		vni, port = 1, 8472
 	}
 	enc := fmt.Sprintf("  type: vxlan\n  vni: %d\n  port: %d\n", vni, port)
+	if peer == "tunneld-ipudp" {
+		enc = "  type: ipudp\n"
+	}
 	cfgA := tunneldConfig(mode, enc, "pipeline: "+pipeline+"\n", la, lb, oa, ob, "02:00:00:00:01:01", "02:00:00:00:02:02")
 	cfgA = strings.Replace(cfgA, "underlay:\n", "underlay:\n  tunnel_gso: on\n", 1)
 	cfgA = strings.Replace(cfgA, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
@@ -93,7 +97,7 @@ func tunnelGSOCase(t *testing.T, peer, mode, pipeline string, offloads bool) {
 	if !strings.Contains(a.log.String(), "TCP super-packets leave whole") {
 		t.Fatalf("tunneld did not open the UDP-tunnel GSO TAP:\n%s", a.log)
 	}
-	if peer == "kernel" {
+	if peer == "kernel" { // else a tunneld without the TAP
 		if err := p.B.AddKernelVXLAN(topo.KernelVXLAN{
 			Name: "vxlan0", VNI: uint32(vni), Port: port, Local: lb, Remote: la, MAC: macB, Addr: ob, MTU: 1450,
 		}, oa.Addr(), macA); err != nil {

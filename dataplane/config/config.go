@@ -164,7 +164,7 @@ type Encap struct {
 type Underlay struct {
 	Local netip.Addr
 	MTU   int
-	// TunnelGSO is how VXLAN super-packets leave: TunnelGSOOff or "" (split and
+	// TunnelGSO is how VXLAN (and IP-in-UDP) super-packets leave: TunnelGSOOff or "" (split and
 	// sent by the sockets), TunnelGSOAuto (whole, through a UDP-tunnel GSO
 	// TAP redirected to the underlay device, where the kernel has it;
 	// else as off) or TunnelGSOOn (the same, and tunneld does not start

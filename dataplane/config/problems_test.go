@@ -100,7 +100,7 @@ func TestProblems(t *testing.T) {
 
 		// underlay
 		{"tunnel_gso value", withBase("  tunnel_gso: yes"), 5, 15, "underlay.tunnel_gso", `must be "off", "auto" or "on", not "yes"`},
-		{"tunnel_gso on with gre", doc("encap: {type: gre}", "underlay:", "  local: 10.99.0.1", "  tunnel_gso: on"), 4, 15, "underlay.tunnel_gso", "on needs encap type vxlan, not gre"},
+		{"tunnel_gso on with gre", doc("encap: {type: gre}", "underlay:", "  local: 10.99.0.1", "  tunnel_gso: on"), 4, 15, "underlay.tunnel_gso", "on needs a UDP encapsulation (vxlan or ipudp), not gre"},
 		{"tunnel_gso on over IPv6", doc("encap: {type: vxlan}", "underlay:", "  local: fd00:99::1", "  tunnel_gso: on"), 4, 15, "underlay.tunnel_gso", "needs an IPv4 underlay"},
 		{"raw_send value", withBase("  raw_send: af_packet"), 5, 13, "underlay.raw_send", `must be "socket" or "packet", not "af_packet"`},
 		{"raw_send packet with vxlan", withBase("  raw_send: packet"), 5, 13, "underlay.raw_send", "packet is for the raw-IP tunnels (ipip, sit, gre), not vxlan"},

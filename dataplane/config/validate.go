@@ -319,8 +319,8 @@ func (v *validator) underlay() {
 		// device's virtio header, in VXLAN over IPv4, sent by the userspace
 		// data plane. auto quietly does without it elsewhere.
 		switch {
-		case t != EncapVXLAN:
-			v.fail("underlay.tunnel_gso", "on needs encap type vxlan, not %s (UDP-tunnel GSO carries VXLAN; auto falls back quietly)", t)
+		case t != EncapVXLAN && t != EncapIPUDP:
+			v.fail("underlay.tunnel_gso", "on needs a UDP encapsulation (vxlan or ipudp), not %s (auto falls back quietly)", t)
 		case u.Local.Is6():
 			v.fail("underlay.tunnel_gso", "on needs an IPv4 underlay (the IPv6 outer header is not done); %s is IPv6", u.Local)
 		case v.c.Offload == "off":
