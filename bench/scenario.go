@@ -71,6 +71,7 @@ var Scenarios = []Scenario{
 	{Name: "tunneld-gre", Kind: KindTunneld, Mode: "tun", Encap: "  type: gre\n"},
 	{Name: "tunneld-gre-pkt", Kind: KindTunneld, Mode: "tun", Encap: "  type: gre\n", PacketSend: true},
 	{Name: "tunneld-ipudp", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipudp\n"},
+	{Name: "tunneld-ipudp-gso", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipudp\n", TunnelGSO: true},
 	{Name: "tunneld-vxlan-tap", Kind: KindTunneld, Mode: "tap", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
 	{Name: "tunneld-to-kernel", Kind: KindMixed, TunneldSide: "a", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
 	{Name: "tunneld-gso-to-kernel", Kind: KindMixed, TunneldSide: "a", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n", TunnelGSO: true},
