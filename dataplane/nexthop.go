@@ -9,6 +9,7 @@ package dataplane
 // goes that way) that make the kernel resolve and confirm an entry.
 
 import (
+	"log/slog"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -20,11 +21,6 @@ import (
 // paths: netcfg.NextHops.
 type hopResolver interface {
 	NextHops(remotes []netip.Addr, via int, macs [][6]byte, ok []bool) error
-}
-
-// NextHops resolves next-hop MACs (netcfg.NextHops).
-func (n deviceNetwork) NextHops(remotes []netip.Addr, via int, macs [][6]byte, ok []bool) error {
-	return netcfg.NextHops(remotes, via, macs, ok)
 }
 
 // nextHops maps peer remotes to next-hop MACs on one underlay device.
@@ -56,12 +52,10 @@ func (h *nextHops) lookup(remote netip.Addr) ([6]byte, bool) {
 	return mac, ok
 }
 
-// routineHops keeps d.hops: once a second, and 20 ms after a miss (the
-// packets sent the socket way meanwhile are what make the kernel resolve
-// the hop).
-func (d *Dataplane) routineHops() {
-	defer d.wg.Done()
-	h := d.hops
+// run keeps the table for the peers of the tables peers returns, until
+// done: once a second, and 20 ms after a miss (the packets sent the
+// socket way meanwhile are what make the kernel resolve the hop).
+func (h *nextHops) run(done <-chan struct{}, peers func() *Table, log *slog.Logger) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var remotes []netip.Addr
@@ -69,7 +63,7 @@ func (d *Dataplane) routineHops() {
 	var ok []bool
 	for {
 		remotes = remotes[:0]
-		for _, p := range d.table.Load().Peers {
+		for _, p := range peers().Peers {
 			if p.Remote.Is4() {
 				remotes = append(remotes, p.Remote)
 			}
@@ -79,7 +73,7 @@ func (d *Dataplane) routineHops() {
 		}
 		macs, ok = macs[:len(remotes)], ok[:len(remotes)]
 		if err := h.resolver.NextHops(remotes, h.link.Index, macs, ok); err != nil {
-			d.log.Debug("next-hop lookup failed", "err", err)
+			log.Debug("next-hop lookup failed", "err", err)
 		} else {
 			next := make(map[netip.Addr][6]byte, len(remotes))
 			for i, r := range remotes {
@@ -92,12 +86,12 @@ func (d *Dataplane) routineHops() {
 			}
 		}
 		select {
-		case <-d.done:
+		case <-done:
 			return
 		case <-tick.C:
 		case <-h.miss:
 			select {
-			case <-d.done:
+			case <-done:
 				return
 			case <-time.After(20 * time.Millisecond):
 			}

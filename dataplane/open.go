@@ -187,6 +187,11 @@ func (n deviceNetwork) PathMTUs(remotes []netip.Addr, limit int, mtus []int) {
 	}
 }
 
+// NextHops resolves next-hop MACs (netcfg.NextHops).
+func (n deviceNetwork) NextHops(remotes []netip.Addr, via int, macs [][6]byte, ok []bool) error {
+	return netcfg.NextHops(remotes, via, macs, ok)
+}
+
 // SyncRoutes writes only the difference (netcfg.SyncRoutes).
 func (n deviceNetwork) SyncRoutes(want, had []netip.Prefix) ([]netip.Prefix, error) {
 	return netcfg.SyncRoutes(string(n), want, had)

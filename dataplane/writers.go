@@ -8,6 +8,7 @@ import (
 	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
 	"tunnelplane/dataplane/underlay"
+	"tunnelplane/encap"
 )
 
 // packetWriter is the writing end of a stage: it takes a batch of packets
@@ -84,7 +85,10 @@ func (u *underlayWriter) write(ps []packet) error {
 	var err error
 	for i := 0; i < n && err == nil; {
 		if ps[i].gso != 0 {
-			u.writeFrame(&ps[i])
+			p := &ps[i]
+			if err := d.tgso.write(u.tapQueue, d.bufs.buf(p.idx)[p.off:p.end], c); err != nil {
+				d.logUnlessStopping("UDP-tunnel GSO TAP refused a frame; sending super-packets through the sockets from now on", "tap", d.tgso.tap.Name(), "err", err)
+			}
 			ps[i].peer = nil
 			i++
 			continue
@@ -123,6 +127,46 @@ func (u *underlayWriter) send(ps []packet) error {
 		ps[i].peer = nil
 	}
 	return d.sendMessages(u.w, u.msgs[:nm], u.c)
+}
+
+// sendPackets sends the packets of ps that can go the packet socket's
+// way, and moves the others, in order, to the front of ps: it returns
+// how many. The error is the socket's when it is closed.
+func (u *underlayWriter) sendPackets(ps []packet) (int, error) {
+	d, g := u.d, u.d.pkt
+	proto := uint8(d.tunnel.rawProto())
+	rest, nm := 0, 0
+	for i := range ps {
+		p := &ps[i]
+		var mac [6]byte
+		ok := !p.big && p.peer.Remote.Is4()
+		if ok {
+			mac, ok = d.hops.lookup(p.peer.Remote)
+		}
+		if !ok {
+			ps[rest] = *p
+			rest++
+			continue
+		}
+		b := d.bufs.buf(p.idx)
+		h := g.hdr
+		h.Dst, h.Protocol, h.ID = p.peer.Remote, proto, u.ipid
+		if d.tosInherit {
+			h.TOS = p.tos
+		}
+		u.ipid++
+		ip := encap.PushIPv4(b, int(p.off), int(p.end), &h)
+		eth := encap.PushEthernet(b, ip, mac, g.srcMAC, encap.EtherTypeIPv4)
+		m := &u.pmsgs[nm]
+		nm++
+		m.Buf, m.Bufs, m.GSOSize, m.SetTOS, m.Addr = b[eth:p.end], nil, 0, false, noAddr
+		p.peer = nil
+	}
+	if nm == 0 {
+		return rest, nil
+	}
+	u.c.PacketSocket.Add(uint64(nm))
+	return rest, d.sendMessages(u.pw, u.pmsgs[:nm], u.c)
 }
 
 // buildMessages turns packets into datagram messages. With UDP GSO, runs
