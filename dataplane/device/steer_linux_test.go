@@ -144,8 +144,8 @@ func TestSteeringKeepsFlowsOnOneQueue(t *testing.T) {
 						}
 						p = p[14:]
 					}
-					dport, ok := udpDstPort(p)
-					if sport, _ := udpSrcPort(p); tc.evenSrc {
+					sport, dport, ok := udpPorts(p)
+					if tc.evenSrc {
 						// the flow's key: its source port's index
 						ok = ok && dport == 9000 && sport >= 40000
 						dport = 9000 + (sport-40000)/2
@@ -176,46 +176,29 @@ func TestSteeringKeepsFlowsOnOneQueue(t *testing.T) {
 	}
 }
 
-// udpDstPort returns the UDP destination port of the IP packet p.
-func udpDstPort(p []byte) (uint16, bool) {
+// udpPorts returns the UDP source and destination ports of the IP
+// packet p.
+func udpPorts(p []byte) (src, dst uint16, ok bool) {
 	if len(p) < 1 {
-		return 0, false
+		return 0, 0, false
 	}
+	at := 0
 	switch p[0] >> 4 {
 	case 4:
 		if len(p) < 28 || p[9] != 17 {
-			return 0, false
+			return 0, 0, false
 		}
-		ihl := int(p[0]&0xf) * 4
-		if len(p) < ihl+4 {
-			return 0, false
-		}
-		return binary.BigEndian.Uint16(p[ihl+2:]), true
+		at = int(p[0]&0xf) * 4
 	case 6:
 		if len(p) < 48 || p[6] != 17 {
-			return 0, false
+			return 0, 0, false
 		}
-		return binary.BigEndian.Uint16(p[42:]), true
+		at = 40
+	default:
+		return 0, 0, false
 	}
-	return 0, false
-}
-
-// udpSrcPort returns the UDP source port of the IP packet p.
-func udpSrcPort(p []byte) (uint16, bool) {
-	if len(p) < 1 {
-		return 0, false
+	if len(p) < at+4 {
+		return 0, 0, false
 	}
-	switch p[0] >> 4 {
-	case 4:
-		if len(p) < 28 || p[9] != 17 {
-			return 0, false
-		}
-		return binary.BigEndian.Uint16(p[int(p[0]&0xf)*4:]), true
-	case 6:
-		if len(p) < 48 || p[6] != 17 {
-			return 0, false
-		}
-		return binary.BigEndian.Uint16(p[40:]), true
-	}
-	return 0, false
+	return binary.BigEndian.Uint16(p[at:]), binary.BigEndian.Uint16(p[at+2:]), true
 }
