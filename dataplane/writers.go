@@ -136,14 +136,20 @@ func (u *underlayWriter) sendPackets(ps []packet) (int, error) {
 	d, g := u.d, u.d.pkt
 	proto := uint8(d.tunnel.rawProto())
 	rest, nm := 0, 0
+	// A batch is mostly runs of one peer: one hop lookup per run.
+	var last *Peer
+	var mac [6]byte
+	var hop bool
 	for i := range ps {
 		p := &ps[i]
-		var mac [6]byte
-		ok := !p.big && p.peer.Remote.Is4()
-		if ok {
-			mac, ok = d.hops.lookup(p.peer.Remote)
+		if p.peer != last {
+			last = p.peer
+			hop = p.peer.Remote.Is4()
+			if hop {
+				mac, hop = d.hops.lookup(p.peer.Remote)
+			}
 		}
-		if !ok {
+		if !hop || p.big {
 			ps[rest] = *p
 			rest++
 			continue
