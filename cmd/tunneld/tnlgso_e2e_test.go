@@ -142,7 +142,11 @@ func tunnelGSOCase(t *testing.T, peer, mode, pipeline string, offloads bool) {
 // IPv6 underlay) starts and forwards through the sockets, saying why; on
 // is refused at load with the reason.
 func TestTunnelGSOAutoWithout(t *testing.T) {
-	p := topo.NewPair(t, topo.PairOptions{Offloads: true, IPv6: true})
+	bothOffloads(t, tunnelGSOAutoWithoutCase)
+}
+
+func tunnelGSOAutoWithoutCase(t *testing.T, offloads bool) {
+	p := topo.NewPair(t, topo.PairOptions{Offloads: offloads, IPv6: true})
 	la, lb := p.AddrA6.Addr(), p.AddrB6.Addr()
 	oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 	enc := "  type: vxlan\n  vni: 42\n"
