@@ -39,6 +39,7 @@ type Dataplane struct {
 	ctl        sync.Mutex     // control path only (SetPeers); never taken per packet
 	routes     []netip.Prefix // routes this data plane added, sorted (syncRoutes)
 	direct     bool           // run to completion: no writer goroutines, no rings
+	answers    bool           // the queues have second readers (devreader.go)
 	tosInherit bool           // outer TOS/traffic class from the inner packet, per packet
 	// The device queues have the virtio header (GSO writes; devUSO: UDP
 	// too; partial.go).
@@ -127,6 +128,11 @@ func New(cfg *config.Config, parts Parts, log *slog.Logger) (*Dataplane, error) 
 			underlayHandoff: newHandoff(ring.NewMPMC[packet](ringSize)),
 			deviceHandoff:   newHandoff(ring.NewSPSC[packet](rxRingSize)),
 		})
+		if d.direct && cfg.InlineAnswers {
+			if view, ok := device.Share(dev); ok {
+				d.queues[i].answer = &answerer{view: view}
+			}
+		}
 	}
 	if d.tunnel.rawProto() == 0 {
 		d.dport = cfg.Encap.Port

@@ -108,7 +108,8 @@ func (d *Dataplane) Snapshot() stats.Snapshot {
 		s.RingRx += q.deviceHandoff.len()
 		s.Queues = append(s.Queues, stats.QueueSnapshot{
 			DeviceRead: q.egress.RxPackets.Load(), UnderlayWrite: q.uwriter.TxPackets.Load(),
-			UnderlayRead: q.ureader.RxPackets.Load(), DeviceWrite: q.dwriter.TxPackets.Load()})
+			UnderlayRead: q.ureader.RxPackets.Load(), DeviceWrite: q.dwriter.TxPackets.Load(),
+			DeviceAnswer: q.answered.Load()})
 	}
 	for _, p := range tbl.Peers {
 		if st := p.stats; st != nil {

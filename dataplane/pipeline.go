@@ -35,11 +35,9 @@ package dataplane
 // never bytes. Each stage counts into its own Counters.
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
-	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
 	"tunnelplane/dataplane/underlay"
 	"tunnelplane/encap"
@@ -50,6 +48,13 @@ func (d *Dataplane) Start() {
 	if t := d.cfg.WakeTick; t > 0 {
 		d.wg.Add(1)
 		go d.routineWarm(t)
+	}
+	for _, q := range d.queues {
+		if a := q.answer; a != nil {
+			a.r = d.newDeviceReader(q, a.view)
+			a.r.answered = &q.answered
+			d.answers = true
+		}
 	}
 	if d.hops != nil {
 		d.wg.Add(1)
@@ -85,6 +90,11 @@ func (d *Dataplane) Close() error {
 		close(d.done)
 		d.closeParts()
 		d.wg.Wait()
+		for _, q := range d.queues {
+			if a := q.answer; a != nil && a.r != nil {
+				a.r.close()
+			}
+		}
 		if d.parts.Undo != nil {
 			d.parts.Undo()
 		}
@@ -129,117 +139,9 @@ func (d *Dataplane) now() int64 { return int64(time.Since(d.start)) }
 
 func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	defer d.wg.Done()
-	// A read returns one packet, or one TSO super-packet split into up to
-	// BatchSize segments. While the device has more queued, the reader
-	// keeps reading (drain) into the same batch, as long as a whole
-	// BatchSize of buffers is left for the next read, so that many small
-	// packets leave in one sendmmsg (and one UDP GSO train) instead of one
-	// system call each.
-	room := q.dev.BatchSize()
-	bs := batchFor(2*max(room, 64), d.bufs.small)
-	probe := device.NewReadProbe(q.dev)
-	idx := make([]uint32, bs)
-	bufs := make([][]byte, bs)
-	sizes := make([]int, bs)
-	e := &egressBatch{q: q, out: make([]packet, 0, bs), free: make([]uint32, 0, bs)}
-	c := &q.egress
-	var uw *underlayWriter
-	if d.direct {
-		uw = d.newUnderlayWriter(q, &q.uwriter, bs)
-	}
-	// With the UDP-tunnel GSO TAP, TCP super-packets are read whole
-	// (tnlgso.go).
-	var st *superState
-	if sr, ok := q.dev.(device.SuperReader); ok && d.tgso != nil {
-		st = newSuperState(sr, room)
-		defer func() {
-			if st.id != noBuffer {
-				d.bufs.put(st.id)
-			}
-		}()
-	}
-	var icmpCounters stats.Counters                   // the ICMP writer's own, not part of the egress figures
-	iw := d.newDeviceWriter(q.dev, &icmpCounters, 16) // ICMP errors back to inner sources
-	held := 0                                         // idx[:held]: buffers kept from the last batch (unused or dropped)
-	// have[i] is the id bufs[i] was made for: the unused buffers of a
-	// batch come back first and in order, so their slices move along
-	// instead of being made again (measured: 4 slices made per packet
-	// otherwise, 6% of the hot path).
-	have := make([]uint32, bs)
-	for i := range have {
-		have[i] = ^uint32(0)
-	}
-	for {
-		if !d.bufs.refill(idx, held, false, d.done) {
-			return
-		}
-		n := len(idx)
-		for i := range n {
-			if have[i] != idx[i] {
-				bufs[i], have[i] = d.bufs.buf(idx[i]), idx[i]
-			}
-		}
-		var k int
-		var err error
-		if st != nil {
-			k, err = d.readSupers(q, st, bufs[:n], sizes[:n], probe, room)
-		} else {
-			k, err = q.dev.Read(bufs[:n], sizes[:n], Headroom)
-		}
-		if err != nil && k == 0 {
-			held = n
-			if device.IsTooManySegments(err) {
-				c.Drop(stats.DropTooBig)
-				continue
-			}
-			if errors.Is(err, device.ErrBadSuper) {
-				c.Drop(stats.Drop(encap.DropBadInner))
-				continue
-			}
-			d.bufs.putBatch(idx[:n])
-			d.fatal("device-reader", err)
-			return
-		}
-		for st == nil && probe != nil && n-k >= room && probe.Readable() {
-			k2, err := q.dev.Read(bufs[k:n], sizes[k:n], Headroom)
-			if err != nil || k2 == 0 {
-				break // the next blocking read reports it
-			}
-			k += k2
-		}
-		c.Batches.Add(1)
-		c.BatchSize.Observe(k)
-		e.start(d.table.Load(), d.now(), idx[k:n])
-		var rxBytes uint64
-		for i := range k {
-			rxBytes += uint64(sizes[i])
-			d.egressPacket(e, bufs[i], idx[i], Headroom, Headroom+sizes[i])
-		}
-		if st != nil && st.pending {
-			d.egressSuper(e, st)
-		}
-		if len(e.icmps) > 0 {
-			if err := d.writeAll(iw, e.icmps); err != nil {
-				d.fatal("device-writer", err)
-				return
-			}
-			e.icmps = e.icmps[:0]
-		}
-		c.RxPackets.Add(uint64(k))
-		c.RxBytes.Add(rxBytes)
-		held = d.bufs.keep(idx, e.free, false)
-		out := e.out
-		copy(bufs, bufs[k:n])
-		copy(have, have[k:n])
-		if uw != nil {
-			if err := d.writeAll(uw, out); err != nil {
-				d.fatal("underlay-writer", err)
-				return
-			}
-		} else if m := q.underlayHandoff.put(out, d.done); m < len(out) {
-			d.dropNotHandedOn(out[m:], c)
-			return
-		}
+	r := d.newDeviceReader(q, q.dev)
+	defer r.close()
+	for r.step() {
 	}
 }
 
@@ -277,6 +179,13 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 	// read buffer is reused, which run to completion guarantees, and a
 	// device writer that does not write into the headroom.
 	borrow := dw != nil && dw.headroomFree()
+	// What the kernel answers while this goroutine writes to the device
+	// leaves from here (devreader.go).
+	answer := dw != nil && d.answers
+	l2 := 0
+	if d.tunnel.l2 {
+		l2 = encap.EthernetLen
+	}
 	lent := make([]uint32, 0, bs) // read buffers lent to this batch's packets
 	held := 0                     // idx[:held]: large buffers kept from the last batch
 	for {
@@ -391,6 +300,10 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 		held = d.bufs.keep(idx, in.free, true)
 		rx, tx := in.rx, in.tx
 		if dw != nil {
+			var queues uint64 // where the kernel will put its answers to rx
+			if answer {
+				queues = d.replyQueues(rx, l2)
+			}
 			stage, err := "device-writer", d.writeAll(dw, rx)
 			if err == nil {
 				stage, err = "underlay-writer", d.writeAll(rw, tx)
@@ -399,6 +312,9 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 			lent = lent[:0]
 			if err != nil {
 				d.fatal(stage, err)
+				return
+			}
+			if queues != 0 && !d.answer(queues) {
 				return
 			}
 			continue

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"sync/atomic"
 	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
 	"tunnelplane/dataplane/underlay"
@@ -105,10 +106,12 @@ var (
 type queueSet struct {
 	id              int
 	dev             device.Device
+	answer          *answerer       // direct pipeline: dev's second reader, for the underlay readers (devreader.go), or nil
 	recv            underlay.Reader // underlay socket this queue reads; nil if another queue reads for it
 	send            underlay.Sender // underlay socket this queue's egress sends through
 	underlayHandoff *handoff        // pipeline rings: encapsulated packets and replies -> underlay writer
 	deviceHandoff   *handoff        // pipeline rings: decapsulated packets -> device writer
 
 	egress, uwriter, ureader, dwriter stats.Counters
+	answered                          atomic.Uint64 // packets the underlay reader read from dev (devreader.go)
 }

@@ -39,7 +39,7 @@ func newSuperState(r device.SuperReader, room int) *superState {
 // the reader's drain loop, but a TCP super-packet stays whole in st's
 // large buffer and ends the batch (st.pending). It returns the plain
 // packets read into bufs.
-func (d *Dataplane) readSupers(q *queueSet, st *superState, bufs [][]byte, sizes []int, probe *device.ReadProbe, room int) (int, error) {
+func (d *Dataplane) readSupers(q *queueSet, dev device.Device, st *superState, bufs [][]byte, sizes []int, probe *device.ReadProbe, room int) (int, error) {
 	l2 := 0
 	if d.tunnel.l2 {
 		l2 = encap.EthernetLen
@@ -56,7 +56,7 @@ func (d *Dataplane) readSupers(q *queueSet, st *superState, bufs [][]byte, sizes
 		if st.id == noBuffer {
 			// No large buffer free (the underlay reader holds them): read
 			// as without the TAP.
-			m, err = q.dev.Read(bufs[k:], sizes[k:], Headroom)
+			m, err = dev.Read(bufs[k:], sizes[k:], Headroom)
 		} else {
 			lb := d.bufs.buf(st.id)
 			var n int

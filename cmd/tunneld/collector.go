@@ -50,7 +50,7 @@ func newCollector(dp snapshotter) *collector {
 		partial:      desc("partial_checksum_packets_total", "Inner packets received with a partial TCP/UDP checksum (a kernel peer's checksum offload), handed to the device with NEEDS_CSUM or completed."),
 		supers:       desc("super_packet_bytes", "Inner super-packets received (larger than the device MTU: a kernel peer's GSO across a veth or virtio path), by size in bytes."),
 		packetSocket: desc("packet_socket_packets_total", "Raw-IP tunnel packets sent through the packet sockets (underlay.raw_send: packet); the others went through the raw IP socket."),
-		queue:        desc("queue_packets_total", "Packets per device queue and stage (device_read, underlay_write, underlay_read, device_write): how the flows spread over the queues.", "queue", "stage"),
+		queue:        desc("queue_packets_total", "Packets per device queue and stage (device_read, underlay_write, underlay_read, device_write; device_answer: those of device_read read by the underlay reader right after its device write): how the flows spread over the queues.", "queue", "stage"),
 		tunnelGSO:    desc("tunnel_gso_frame_bytes", "Inner TCP super-packets sent whole through the UDP-tunnel GSO TAP (underlay.tunnel_gso), by the bytes from the VXLAN header on."),
 	}
 }
@@ -104,6 +104,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.queue, q.UnderlayWrite, id, "underlay_write")
 		counter(c.queue, q.UnderlayRead, id, "underlay_read")
 		counter(c.queue, q.DeviceWrite, id, "device_write")
+		counter(c.queue, q.DeviceAnswer, id, "device_answer")
 	}
 }
 

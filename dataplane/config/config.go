@@ -118,7 +118,13 @@ type Config struct {
 	// and writes: run to completion) or "rings" (readers and writers joined by
 	// lock-free rings). See dataplane/pipeline.go for the measurements.
 	Pipeline string
-	Queues   int // 0 = one per CPU
+	// InlineAnswers (pipeline direct): the underlay reader, right after
+	// it writes to the device, reads and sends what the kernel answered
+	// during that write (echo replies, TCP ACKs and the data they
+	// release) instead of leaving it to the device reader's thread
+	// (dataplane/devreader.go). Default on; "false" for comparison.
+	InlineAnswers bool
+	Queues        int // 0 = one per CPU
 	// WakeTick, while traffic flows, wakes the process this often (0: never)
 	// so that the next packet finds a warm CPU; see dataplane/warm.go.
 	WakeTick time.Duration

@@ -17,7 +17,7 @@ import (
 
 // The schema: the keys each mapping accepts, in documentation order.
 var (
-	topKeys      = []string{"device", "encap", "underlay", "peers", "peers_from", "flannel", "backend", "offload", "pipeline", "queues", "wake_tick", "metrics", "log"}
+	topKeys      = []string{"device", "encap", "underlay", "peers", "peers_from", "flannel", "backend", "offload", "pipeline", "inline_answers", "queues", "wake_tick", "metrics", "log"}
 	deviceKeys   = []string{"name", "mode", "mtu", "addresses", "mac"}
 	encapKeys    = []string{"preset", "type", "vni", "port", "key", "checksum", "sequence", "ttl", "tos", "df"}
 	underlayKeys = []string{"local", "mtu", "tunnel_gso", "raw_send"}
@@ -136,16 +136,17 @@ func (d *decoder) readDocument(data []byte) (doc *yaml.Node) {
 // defaults that depend on nothing else; see applyDefaults for the rest.
 func (d *decoder) decode(data []byte) *Config {
 	c := &Config{
-		Device:    Device{Name: DefaultDeviceName, Mode: ModeTUN},
-		Encap:     Encap{TTL: DefaultTTL, TOS: Inherit, DF: Inherit},
-		Underlay:  Underlay{MTU: DefaultUnderlayMTU},
-		PeersFrom: DefaultPeersFrom,
-		Backend:   DefaultBackend,
-		Offload:   DefaultOffload,
-		Pipeline:  DefaultPipeline,
-		WakeTick:  DefaultWakeTick,
-		Metrics:   Metrics{Listen: DefaultMetricsListen},
-		Log:       Log{Level: DefaultLogLevel},
+		Device:        Device{Name: DefaultDeviceName, Mode: ModeTUN},
+		Encap:         Encap{TTL: DefaultTTL, TOS: Inherit, DF: Inherit},
+		Underlay:      Underlay{MTU: DefaultUnderlayMTU},
+		PeersFrom:     DefaultPeersFrom,
+		Backend:       DefaultBackend,
+		Offload:       DefaultOffload,
+		Pipeline:      DefaultPipeline,
+		InlineAnswers: true,
+		WakeTick:      DefaultWakeTick,
+		Metrics:       Metrics{Listen: DefaultMetricsListen},
+		Log:           Log{Level: DefaultLogLevel},
 	}
 	d.budget = 4*len(data) + 1000
 	doc := d.readDocument(data)
@@ -188,6 +189,8 @@ func (d *decoder) decode(data []byte) *Config {
 			c.Offload, _ = d.str(n, path)
 		case "pipeline":
 			c.Pipeline, _ = d.str(n, path)
+		case "inline_answers":
+			c.InlineAnswers, _ = d.boolean(n, path)
 		case "queues":
 			c.Queues, _ = d.integer(n, path, 0, MaxQueues)
 		case "wake_tick":

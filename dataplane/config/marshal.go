@@ -10,19 +10,20 @@ import (
 // positions.
 type (
 	fileConfig struct {
-		Device    fileDevice   `yaml:"device"`
-		Encap     fileEncap    `yaml:"encap"`
-		Underlay  fileUnderlay `yaml:"underlay"`
-		Peers     []filePeer   `yaml:"peers"`
-		PeersFrom string       `yaml:"peers_from"`
-		Flannel   *fileFlannel `yaml:"flannel,omitempty"`
-		Backend   string       `yaml:"backend"`
-		Offload   string       `yaml:"offload"`
-		Pipeline  string       `yaml:"pipeline"`
-		Queues    int          `yaml:"queues"`
-		WakeTick  string       `yaml:"wake_tick"`
-		Metrics   Metrics      `yaml:"metrics"`
-		Log       Log          `yaml:"log"`
+		Device        fileDevice   `yaml:"device"`
+		Encap         fileEncap    `yaml:"encap"`
+		Underlay      fileUnderlay `yaml:"underlay"`
+		Peers         []filePeer   `yaml:"peers"`
+		PeersFrom     string       `yaml:"peers_from"`
+		Flannel       *fileFlannel `yaml:"flannel,omitempty"`
+		Backend       string       `yaml:"backend"`
+		Offload       string       `yaml:"offload"`
+		Pipeline      string       `yaml:"pipeline"`
+		InlineAnswers bool         `yaml:"inline_answers"`
+		Queues        int          `yaml:"queues"`
+		WakeTick      string       `yaml:"wake_tick"`
+		Metrics       Metrics      `yaml:"metrics"`
+		Log           Log          `yaml:"log"`
 	}
 	fileDevice struct {
 		Name      string   `yaml:"name"`
@@ -77,17 +78,18 @@ func (c *Config) Marshal() ([]byte, error) {
 			MTU:       c.Device.MTU,
 			Addresses: []string{},
 		},
-		Encap:     fileEncap{Preset: c.Encap.Preset, Type: c.Encap.Type, TTL: c.Encap.TTL, TOS: "inherit", DF: "inherit"},
-		Underlay:  fileUnderlay{Local: c.Underlay.Local.String(), MTU: c.Underlay.MTU, TunnelGSO: c.Underlay.TunnelGSO, RawSend: c.Underlay.RawSend},
-		Peers:     []filePeer{},
-		PeersFrom: c.PeersFrom,
-		Backend:   c.Backend,
-		Offload:   c.Offload,
-		Pipeline:  c.Pipeline,
-		Queues:    c.Queues,
-		WakeTick:  c.WakeTick.String(),
-		Metrics:   c.Metrics,
-		Log:       c.Log,
+		Encap:         fileEncap{Preset: c.Encap.Preset, Type: c.Encap.Type, TTL: c.Encap.TTL, TOS: "inherit", DF: "inherit"},
+		Underlay:      fileUnderlay{Local: c.Underlay.Local.String(), MTU: c.Underlay.MTU, TunnelGSO: c.Underlay.TunnelGSO, RawSend: c.Underlay.RawSend},
+		Peers:         []filePeer{},
+		PeersFrom:     c.PeersFrom,
+		Backend:       c.Backend,
+		Offload:       c.Offload,
+		Pipeline:      c.Pipeline,
+		InlineAnswers: c.InlineAnswers,
+		Queues:        c.Queues,
+		WakeTick:      c.WakeTick.String(),
+		Metrics:       c.Metrics,
+		Log:           c.Log,
 	}
 	if c.PeersFrom == PeersFromFlannel {
 		fl := c.Flannel

@@ -26,6 +26,10 @@ type Device interface {
 	Close() error
 }
 
+// ErrWouldBlock is what a shared view's Read and ReadSuper return when
+// the queue is empty or its other reader holds the gate (Share).
+var ErrWouldBlock = errors.New("device: nothing to read without waiting")
+
 // Vnet is the optional ability of a queue opened with the virtio-net
 // header (IFF_VNET_HDR), whose writes the data plane gathers itself
 // (NewGatherWriter).

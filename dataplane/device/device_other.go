@@ -34,3 +34,9 @@ func NewGatherWriter(dev Device, size, mtu int) *GatherWriter { return nil }
 func (w *GatherWriter) Write(pkts [][]byte, gsos []uint16) (dropped, partial int, err error) {
 	return 0, 0, errNotSupported
 }
+
+// Share reports false: there are no queues to share here.
+func Share(dev Device) (Device, bool) { return nil, false }
+
+// ReleaseRead does nothing here.
+func ReleaseRead(dev Device) {}

@@ -138,6 +138,15 @@ func TestSteeringKeepsFlowsOnOneQueue(t *testing.T) {
 					}
 					idle = false
 					p := buf[:n]
+					l2 := 0
+					if tc.tap {
+						l2 = 14
+					}
+					if want := SteerQueue(p, l2, len(fds)); want != q && len(p) > l2 {
+						if _, _, ok := udpPorts(p[l2:]); ok {
+							t.Errorf("packet on queue %d, SteerQueue says %d", q, want)
+						}
+					}
 					if tc.tap {
 						if len(p) < 14 {
 							continue

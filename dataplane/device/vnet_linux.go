@@ -39,6 +39,15 @@ type vnetReader struct {
 	n     int
 	errno syscall.Errno
 	fn    func(fd uintptr) bool
+
+	// A shared queue (share_linux.go): the gate both readers take, whether
+	// this one holds it, whether this is the view that never waits (try),
+	// and whether the last attempt found the gate taken (busy).
+	gate    *readGate
+	holding bool
+	try     bool
+	busy    bool
+	tryFn   func(fd uintptr) // fn for Control, which never waits
 }
 
 func newVnetReader(f *os.File, l2 int) (*vnetReader, error) {
@@ -48,13 +57,23 @@ func newVnetReader(f *os.File, l2 int) (*vnetReader, error) {
 	}
 	r := &vnetReader{rc: rc, l2: l2, scratch: make([]byte, VirtioHdrLen+65535+l2)}
 	r.fn = func(fd uintptr) bool {
+		if !r.take() {
+			r.busy = true
+			return true
+		}
 		n, _, errno := unix.Syscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.dst[0])), uintptr(len(r.dst)))
 		if errno == unix.EAGAIN {
+			if r.try {
+				r.errno = errno
+				return true
+			}
+			r.release() // about to wait: the other reader may read meanwhile
 			return false
 		}
 		r.n, r.errno = int(n), errno
 		return true
 	}
+	r.tryFn = func(fd uintptr) { r.fn(fd) }
 	return r, nil
 }
 
@@ -86,12 +105,29 @@ func (r *vnetReader) readSuper(buf []byte, offset int) (int, VirtioHdr, error) {
 func (r *vnetReader) readInto(dst []byte) (int, error) {
 	r.dst = dst
 	for {
-		r.n, r.errno = 0, 0
-		if err := r.rc.Read(r.fn); err != nil {
+		r.n, r.errno, r.busy = 0, 0, false
+		var err error
+		if r.try {
+			// Control, not Read: Read would queue behind the other
+			// reader's, which holds the file's read lock while it waits.
+			err = r.rc.Control(r.tryFn)
+		} else {
+			err = r.rc.Read(r.fn)
+		}
+		if err != nil {
 			return 0, os.ErrClosed // the file is closing
+		}
+		if r.busy {
+			if r.try {
+				return 0, ErrWouldBlock
+			}
+			waitGate()
+			continue
 		}
 		switch r.errno {
 		case 0:
+		case unix.EAGAIN: // only the view that never waits sees it
+			return 0, ErrWouldBlock
 		case unix.EBADFD:
 			return 0, os.ErrClosed // a deleted device's queue
 		case unix.EINTR:

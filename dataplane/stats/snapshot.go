@@ -80,9 +80,12 @@ type Snapshot struct {
 }
 
 // QueueSnapshot is one queue's packets per stage: read from the device,
-// written to the underlay, read from the underlay, written to the device.
+// written to the underlay, read from the underlay, written to the device;
+// and DeviceAnswer, those of DeviceRead that the underlay reader read
+// right after its own device write (the kernel's answers to it).
 type QueueSnapshot struct {
 	DeviceRead, UnderlayWrite, UnderlayRead, DeviceWrite uint64
+	DeviceAnswer                                         uint64
 }
 
 // PeerSnapshot is one peer's PeerStats, by its underlay address.
