@@ -14,13 +14,40 @@ package device
 // other view never waits for it: when the gate is taken, the reader that
 // holds it is running and will find the packets itself.
 
-import (
-	"runtime"
-	"sync/atomic"
-)
+import "sync/atomic"
 
-// readGate serializes the readers of one queue.
-type readGate struct{ held atomic.Bool }
+// readGate serializes the readers of one queue. The queue's own reader,
+// finding it taken, sleeps on wake until the holder gives it up (a
+// goroutine park, not a spin: on two cores a spinning reader takes the
+// CPU the holder needs).
+type readGate struct {
+	held   atomic.Bool
+	wanted atomic.Bool
+	wake   chan struct{} // capacity 1
+}
+
+func newReadGate() *readGate { return &readGate{wake: make(chan struct{}, 1)} }
+
+// wait sleeps until the gate is given up, or returns at once if it
+// already is.
+func (g *readGate) wait() {
+	g.wanted.Store(true)
+	if !g.held.Load() { // given up between the failed take and wanted
+		g.wanted.Store(false)
+		return
+	}
+	<-g.wake
+}
+
+func (g *readGate) give() {
+	g.held.Store(false)
+	if g.wanted.Swap(false) {
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // Share returns a second view of the queue dev for another goroutine:
 // its reads never wait, and the two serialize as described above. Share
@@ -28,7 +55,7 @@ type readGate struct{ held atomic.Bool }
 // written (closing dev closes both). It reports false for queues without
 // tunneld's own reader (no virtio header).
 func Share(dev Device) (Device, bool) {
-	g := &readGate{}
+	g := newReadGate()
 	switch t := dev.(type) {
 	case *vnetTUN:
 		r, err := newVnetReader(t.Device.File(), 0)
@@ -75,10 +102,6 @@ func (r *vnetReader) take() bool {
 func (r *vnetReader) release() {
 	if r.holding {
 		r.holding = false
-		r.gate.held.Store(false)
+		r.gate.give()
 	}
 }
-
-// waitGate lets the other reader finish its batch (it never waits, so it
-// will).
-func waitGate() { runtime.Gosched() }

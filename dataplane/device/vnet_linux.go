@@ -121,7 +121,7 @@ func (r *vnetReader) readInto(dst []byte) (int, error) {
 			if r.try {
 				return 0, ErrWouldBlock
 			}
-			waitGate()
+			r.gate.wait() // the other reader is running: until it gives the gate up
 			continue
 		}
 		switch r.errno {
