@@ -7,7 +7,10 @@ package dataplane
 //
 //	egress:  device ──Read──▶ routineDeviceReader: classify, encap, sendmmsg ──▶ underlay
 //	ingress: underlay ──recvmmsg──▶ routineUnderlayReader: validate, decap, Write ──▶ device
-//	                                                      └─ ARP/NDP replies: sendmmsg ──▶ underlay
+//	                                                      ├─ ARP/NDP replies: sendmmsg ──▶ underlay
+//	                                                      └─ what the kernel answered during that
+//	                                                         Write (inline_answers): the egress steps,
+//	                                                         read from the answer's queue (devreader.go)
 //
 // rings: the readers hand packets to writer goroutines through lock-free rings
 //
