@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"tunnelplane/dataplane/device"
+	"tunnelplane/dataplane/flowhash"
 	"tunnelplane/dataplane/stats"
 	"tunnelplane/encap"
 )
@@ -194,7 +195,7 @@ func (d *Dataplane) replyQueues(rx []packet, l2 int) uint64 {
 	var set uint64
 	for i := range rx {
 		p := &rx[i]
-		set |= 1 << (device.ReplyQueue(d.bufs.buf(p.idx)[p.off:p.end], l2, n) & 63)
+		set |= 1 << (flowhash.Queue(d.bufs.buf(p.idx)[p.off:p.end], l2, n, true) & 63)
 	}
 	return set
 }

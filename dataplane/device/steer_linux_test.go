@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tunnelplane/bench/topo"
+	"tunnelplane/dataplane/flowhash"
 )
 
 // TestSteeringKeepsFlowsOnOneQueue sends datagrams of many UDP flows into
@@ -142,9 +143,9 @@ func TestSteeringKeepsFlowsOnOneQueue(t *testing.T) {
 					if tc.tap {
 						l2 = 14
 					}
-					if want := SteerQueue(p, l2, len(fds)); want != q && len(p) > l2 {
+					if want := flowhash.Queue(p, l2, len(fds), false); want != q && len(p) > l2 {
 						if _, _, ok := udpPorts(p[l2:]); ok {
-							t.Errorf("packet on queue %d, SteerQueue says %d", q, want)
+							t.Errorf("packet on queue %d, flowhash.Queue says %d", q, want)
 						}
 					}
 					if tc.tap {

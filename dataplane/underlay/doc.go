@@ -8,7 +8,7 @@
 // gives each sending goroutine a Writer with scratch state of its own.
 // Open builds the sockets of all device queues at once.
 //
-// It may import encap, ring and stats; never the data plane root, the
+// It may import encap, flowhash, ring and stats; never the data plane root, the
 // device side or the netlink side. Linux-only code is in _linux.go files;
 // elsewhere Open says "not supported".
 package underlay

@@ -1,29 +1,22 @@
-package device
+package flowhash
 
 import "encoding/binary"
 
-// SteerQueue returns the queue of an n-queue device that the steering
-// program (steer_linux.go) sends the packet p to, p starting l2 bytes
-// before its IP header; ReplyQueue, the queue of the packets that answer
-// it (addresses and ports swapped). The data plane uses the second to
-// find where the kernel puts its answer to a packet tunneld wrote
-// (devreader.go). Both mirror the program instruction by instruction: the
-// same words in the same order, a load past the end of the packet ends
-// it with 0, and tun keeps the low 16 bits of the result before taking
-// it modulo n.
-func SteerQueue(p []byte, l2, n int) int { return steerQueue(p, l2, n, false) }
-
-// ReplyQueue: see SteerQueue.
-func ReplyQueue(p []byte, l2, n int) int { return steerQueue(p, l2, n, true) }
-
-func steerQueue(p []byte, l2, n int, reply bool) int {
+// Queue returns the queue of n that Program(l2, reply, n) returns for the
+// packet p, whose IP header starts at p[l2], and so the queue the TUN/TAP
+// steering program (Program(l2, false, 0)) sends p to (reply false), or
+// the queue where it sends p's answer (reply true: addresses and ports
+// swapped). It mirrors the program instruction by instruction: the same
+// words in the same order, a load past the end of the packet ends it
+// with 0, the low 16 bits of the result modulo n.
+func Queue(p []byte, l2, n int, reply bool) int {
 	if n <= 1 {
 		return 0
 	}
-	return int(steerHash(p, l2, reply) % uint16(n))
+	return int(hash(p, l2, reply) % uint16(n))
 }
 
-func steerHash(p []byte, l2 int, reply bool) uint16 {
+func hash(p []byte, l2 int, reply bool) uint16 {
 	word := func(at int) (uint64, bool) {
 		if at < 0 || at+4 > len(p) {
 			return 0, false

@@ -1,4 +1,4 @@
-package device
+package flowhash
 
 import (
 	"net/netip"
@@ -47,10 +47,10 @@ func steerPacket(t testing.TB, src, dst netip.Addr, proto layers.IPProtocol, sp,
 	return buf.Bytes()
 }
 
-// TestReplyQueue: the queue ReplyQueue names for a packet is the one
-// SteerQueue names for its answer (addresses and ports swapped), for TCP,
+// TestQueueReply: the queue Queue names for a packet's answer (reply) is
+// the one it names for the answer itself (addresses and ports swapped), for TCP,
 // UDP and ICMP over IPv4 and IPv6, TUN and TAP; and the flows spread.
-func TestReplyQueue(t *testing.T) {
+func TestQueueReply(t *testing.T) {
 	pairs := [][2]netip.Addr{
 		{netip.MustParseAddr("10.200.0.1"), netip.MustParseAddr("10.200.1.7")},
 		{netip.MustParseAddr("fd00:200::1"), netip.MustParseAddr("fd00:200:1::7")},
@@ -67,11 +67,11 @@ func TestReplyQueue(t *testing.T) {
 					req := steerPacket(t, ab[0], ab[1], proto, sp, 5201, l2)
 					ans := steerPacket(t, ab[1], ab[0], proto, 5201, sp, l2)
 					for _, n := range []int{2, 3, 4, 8} {
-						if got, want := ReplyQueue(req, off, n), SteerQueue(ans, off, n); got != want {
-							t.Fatalf("%v %v port %d, %d queues: ReplyQueue %d, the answer's queue %d", ab, proto, sp, n, got, want)
+						if got, want := Queue(req, off, n, true), Queue(ans, off, n, false); got != want {
+							t.Fatalf("%v %v port %d, %d queues: Queue(reply) %d, the answer's queue %d", ab, proto, sp, n, got, want)
 						}
 					}
-					used[SteerQueue(req, off, 4)]++
+					used[Queue(req, off, 4, false)]++
 				}
 				if proto != layers.IPProtocolICMPv4 && len(used) < 3 {
 					t.Errorf("%v %v: 32 flows on %d of 4 queues: %v", ab, proto, len(used), used)
@@ -79,18 +79,18 @@ func TestReplyQueue(t *testing.T) {
 			}
 		}
 	}
-	if q := ReplyQueue([]byte{0x45}, 0, 4); q != 0 {
+	if q := Queue([]byte{0x45}, 0, 4, true); q != 0 {
 		t.Errorf("truncated packet: queue %d, want 0 (the program's out-of-bounds load returns 0)", q)
 	}
 	p := steerPacket(t, pairs[0][0], pairs[0][1], layers.IPProtocolTCP, 40000, 5201, false)
-	if n := testing.AllocsPerRun(100, func() { ReplyQueue(p, 0, 4) }); n != 0 {
-		t.Errorf("ReplyQueue allocates %v times per call", n)
+	if n := testing.AllocsPerRun(100, func() { Queue(p, 0, 4, true) }); n != 0 {
+		t.Errorf("Queue allocates %v times per call", n)
 	}
 }
 
-// FuzzSteerQueue: any bytes at any offset give a queue in range, and
+// FuzzQueue: any bytes at any offset give a queue in range, and
 // never a panic.
-func FuzzSteerQueue(f *testing.F) {
+func FuzzQueue(f *testing.F) {
 	f.Add(steerPacket(f, netip.MustParseAddr("10.200.0.1"), netip.MustParseAddr("10.200.1.7"), layers.IPProtocolTCP, 1, 2, false), 0, 4)
 	f.Add(steerPacket(f, netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2"), layers.IPProtocolUDP, 1, 2, true), 14, 3)
 	f.Add([]byte{0x4f, 0, 0}, 0, 2)
@@ -98,7 +98,7 @@ func FuzzSteerQueue(f *testing.F) {
 		if l2 < 0 || l2 > 64 || n < 1 || n > 256 {
 			return
 		}
-		for _, q := range []int{SteerQueue(p, l2, n), ReplyQueue(p, l2, n)} {
+		for _, q := range []int{Queue(p, l2, n, false), Queue(p, l2, n, true)} {
 			if q < 0 || q >= n {
 				t.Fatalf("queue %d of %d", q, n)
 			}
