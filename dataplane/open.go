@@ -48,6 +48,7 @@ func openParts(cfg *config.Config, log *slog.Logger) (Parts, error) {
 		TOS:      cfg.Encap.TOS,
 		DF:       cfg.Encap.DF,
 		Batch:    128,
+		InnerL3:  t.innerL3(),
 	}, n, log)
 	if err != nil {
 		return Parts{}, err

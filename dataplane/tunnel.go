@@ -85,6 +85,21 @@ func (t *tunnel) rawProto() int {
 	return 0
 }
 
+// innerL3 is where a UDP tunnel's inner IP header starts in the UDP
+// payload (underlay.Options.InnerL3), or -1 for a raw IP tunnel.
+func (t *tunnel) innerL3() int {
+	switch t.kind {
+	case config.EncapVXLAN:
+		return encap.VXLANLen + encap.EthernetLen // VXLAN carries Ethernet in either mode
+	case config.EncapIPUDP:
+		if t.l2 {
+			return encap.EthernetLen
+		}
+		return 0
+	}
+	return -1
+}
+
 // encap prepends this tunnel's headers to the packet b[off:end] (an IP
 // packet in TUN mode, an Ethernet frame in TAP mode) bound for p, and
 // returns the new start. The caller guarantees off >= encap.MaxOverhead.

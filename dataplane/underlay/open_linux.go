@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+	"tunnelplane/dataplane/flowhash"
 
 	"golang.org/x/sys/unix"
 )
@@ -139,6 +140,39 @@ func (s *Sockets) open(o Options, log *slog.Logger) error {
 	}
 	if o.Offload {
 		s.GSO = first.SupportsGSO()
+	}
+	if len(qs) > 1 && o.InnerL3 >= 0 {
+		if err := spreadByInnerFlow(qs[0].Recv.(*BatchConn), o.InnerL3, len(qs)); err != nil {
+			log.Warn("underlay sockets spread flows by the outer 4-tuple only: two flows may share a queue while another idles",
+				"err", err)
+		}
+	}
+	return nil
+}
+
+// spreadByInnerFlow attaches to the receiving sockets' SO_REUSEPORT group
+// (through c, its first) a program that hands each datagram to the socket
+// of the queue where the kernel steers the inner flow's answers
+// (flowhash.Program on the reversed flow): the queue that writes a flow
+// to the device then finds its ACKs and replies on that same queue
+// (dataplane/devreader.go), and every flow is on one queue whatever the
+// sender's outer source ports, which the kernel's 4-tuple hash may put
+// all on one socket. The sockets were opened in queue order, which is
+// the group's order.
+func spreadByInnerFlow(c *BatchConn, innerL3, queues int) error {
+	fd, err := flowhash.Load(flowhash.Program(int32(innerL3), true, uint32(queues)))
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var serr error
+	if err := c.rc.Control(func(s uintptr) {
+		serr = unix.SetsockoptInt(int(s), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_EBPF, fd)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("SO_ATTACH_REUSEPORT_EBPF: %w", serr)
 	}
 	return nil
 }

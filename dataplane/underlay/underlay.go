@@ -66,6 +66,12 @@ type Options struct {
 	// Batch is the most datagrams one ReadBatch or WriteBatch call takes
 	// per system call.
 	Batch int
+	// InnerL3, for a UDP tunnel with more than one queue, is where the
+	// inner IP header starts in the UDP payload (VXLAN 22: its header and
+	// the inner Ethernet header; IP-in-UDP 0), so that the receiving
+	// sockets spread flows by the inner flow (flowhash); negative: by the
+	// outer 4-tuple, the kernel's SO_REUSEPORT hash.
+	InnerL3 int
 }
 
 // Queue is the sockets of one device queue.
