@@ -195,7 +195,9 @@ func (d *Dataplane) replyQueues(rx []packet, l2 int) uint64 {
 	var set uint64
 	for i := range rx {
 		p := &rx[i]
-		set |= 1 << (flowhash.Queue(d.bufs.buf(p.idx)[p.off:p.end], l2, n, true) & 63)
+		if q := flowhash.Queue(d.bufs.buf(p.idx)[p.off:p.end], l2, n, true); q < 64 {
+			set |= 1 << q
+		}
 	}
 	return set
 }
