@@ -9,7 +9,8 @@ import (
 	"tunnelplane/bench/topo"
 )
 
-// TestAnswerFromUnderlayReader runs two tunnelds over VXLAN, with and
+// TestAnswerFromUnderlayReader runs two tunnelds with inline_answers: true
+// over VXLAN, with and
 // without the UDP-tunnel GSO TAP, in both veth offload settings, and
 // checks that what the kernel answers to the underlay reader's device
 // writes (echo replies, TCP ACKs and the data they release) leaves from
@@ -33,8 +34,8 @@ func answerCase(t *testing.T, tap, offloads bool) {
 	la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 	oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 	body := "  type: vxlan\n  vni: 42\n"
-	cfgA := tunneldConfig("tun", body, "", la, lb, oa, ob, "", "")
-	cfgB := tunneldConfig("tun", body, "", lb, la, ob, oa, "", "")
+	cfgA := "inline_answers: true\n" + tunneldConfig("tun", body, "", la, lb, oa, ob, "", "")
+	cfgB := "inline_answers: true\n" + tunneldConfig("tun", body, "", lb, la, ob, oa, "", "")
 	if tap {
 		requireTunnelGSO(t)
 		cfgA = strings.Replace(cfgA, "underlay:\n", "underlay:\n  tunnel_gso: auto\n", 1)

@@ -122,7 +122,9 @@ type Config struct {
 	// it writes to the device, reads and sends what the kernel answered
 	// during that write (echo replies, TCP ACKs and the data they
 	// release) instead of leaving it to the device reader's thread
-	// (dataplane/devreader.go). Default on; "false" for comparison.
+	// (dataplane/devreader.go). Default off: on this project's machine it
+	// did not lower ping latency and cost throughput where a kernel peer
+	// sends with offloads off (docs/BENCHMARKS.md).
 	InlineAnswers bool
 	Queues        int // 0 = one per CPU
 	// WakeTick, while traffic flows, wakes the process this often (0: never)

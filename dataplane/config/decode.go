@@ -136,17 +136,16 @@ func (d *decoder) readDocument(data []byte) (doc *yaml.Node) {
 // defaults that depend on nothing else; see applyDefaults for the rest.
 func (d *decoder) decode(data []byte) *Config {
 	c := &Config{
-		Device:        Device{Name: DefaultDeviceName, Mode: ModeTUN},
-		Encap:         Encap{TTL: DefaultTTL, TOS: Inherit, DF: Inherit},
-		Underlay:      Underlay{MTU: DefaultUnderlayMTU},
-		PeersFrom:     DefaultPeersFrom,
-		Backend:       DefaultBackend,
-		Offload:       DefaultOffload,
-		Pipeline:      DefaultPipeline,
-		InlineAnswers: true,
-		WakeTick:      DefaultWakeTick,
-		Metrics:       Metrics{Listen: DefaultMetricsListen},
-		Log:           Log{Level: DefaultLogLevel},
+		Device:    Device{Name: DefaultDeviceName, Mode: ModeTUN},
+		Encap:     Encap{TTL: DefaultTTL, TOS: Inherit, DF: Inherit},
+		Underlay:  Underlay{MTU: DefaultUnderlayMTU},
+		PeersFrom: DefaultPeersFrom,
+		Backend:   DefaultBackend,
+		Offload:   DefaultOffload,
+		Pipeline:  DefaultPipeline,
+		WakeTick:  DefaultWakeTick,
+		Metrics:   Metrics{Listen: DefaultMetricsListen},
+		Log:       Log{Level: DefaultLogLevel},
 	}
 	d.budget = 4*len(data) + 1000
 	doc := d.readDocument(data)
