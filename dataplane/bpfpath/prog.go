@@ -1,0 +1,446 @@
+package bpfpath
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf/asm"
+)
+
+// Encap is the tunnel format the programs write and accept.
+type Encap uint8
+
+const (
+	IPIP  Encap = iota + 1 // IPv4 in IPv4, protocol 4
+	GRE                    // GRE (RFC 2784, no key, checksum or sequence), protocol 47
+	VXLAN                  // VXLAN (RFC 7348) over UDP, with an inner Ethernet header
+)
+
+func (e Encap) String() string {
+	switch e {
+	case IPIP:
+		return "ipip"
+	case GRE:
+		return "gre"
+	case VXLAN:
+		return "vxlan"
+	}
+	return fmt.Sprintf("encap(%d)", uint8(e))
+}
+
+// Overhead is the bytes the encapsulation adds in front of an inner IPv4
+// packet (the outer Ethernet header not counted).
+func (e Encap) Overhead() int {
+	switch e {
+	case IPIP:
+		return ipv4Len
+	case GRE:
+		return ipv4Len + greLen
+	case VXLAN:
+		return ipv4Len + udpLen + vxlanLen + ethLen
+	}
+	return 0
+}
+
+// Tunnel is one point-to-point tunnel as the two programs see it: the
+// overlay device they serve, the underlay device and both ends' underlay
+// addresses.
+type Tunnel struct {
+	Encap         Encap
+	Local, Remote netip.Addr // IPv4 underlay addresses
+	// VXLAN only: the VNI, the UDP destination port (0: 4789) and the
+	// inner Ethernet addresses (the VTEP MACs flannel publishes).
+	VNI                 uint32
+	Port                uint16
+	LocalMAC, RemoteMAC [6]byte
+	// Device is the ifindex of the overlay device (a TUN: IP packets, no
+	// link-layer header); Underlay the ifindex of the device the outer
+	// packets leave and arrive by. Both in the same namespace.
+	Device, Underlay int
+}
+
+const (
+	ethLen   = 14
+	ipv4Len  = 20
+	greLen   = 4
+	udpLen   = 8
+	vxlanLen = 8
+
+	// struct __sk_buff field offsets (include/uapi/linux/bpf.h).
+	skbLen      = 0
+	skbProtocol = 16
+	skbData     = 76
+	skbDataEnd  = 80
+
+	admRoomMAC = 1 // BPF_ADJ_ROOM_MAC: room after the link-layer header
+
+	// bpf_skb_adjust_room flags.
+	fixedGSO   = 1 << 0 // keep gso_size: the inner stack already sized segments for the device MTU
+	encapL3v4  = 1 << 1
+	encapL4GRE = 1 << 3
+	encapL4UDP = 1 << 4
+	encapL2Eth = 1 << 6
+
+	bpfFIngress = 1 // BPF_F_INGRESS for bpf_redirect
+
+	// tcx verdicts.
+	tcxNext = -1 // on to the next program, then the stack: the user-space path
+	tcxDrop = 2
+
+	etherTypeIPv4LE = 0x0008 // htons(ETH_P_IP) as a little-endian load of the field reads it
+	vxlanDefault    = 4789
+	ttl             = 64
+	udpSrcBase      = 0xc000 // RFC 7348: source ports from the dynamic range, by flow hash
+)
+
+func encapL2(n int) int64 { return int64(n) << 56 }
+
+// Reason is what became of a packet a program saw; the programs count
+// each in a per-CPU array map indexed by it.
+type Reason uint32
+
+const (
+	EncapSent        Reason = iota // encapsulated and redirected to the underlay
+	EncapNotIPv4                   // left to the device: not IPv4
+	EncapTooLong                   // left to the device: would exceed 64 KB with the outer headers
+	EncapNoRoom                    // left to the device: the kernel refused the resize
+	DecapReceived                  // decapsulated and handed to the overlay device
+	DecapOther                     // left to the stack: not this tunnel's (other protocol, port, VNI, inner type)
+	DecapShort                     // left to the stack: shorter than the headers
+	DecapFragment                  // left to the stack: an outer fragment, or IPv4 options
+	DecapUnknownPeer               // left to the stack: from an address that is not the peer
+	DecapNoRoom                    // left to the stack: the kernel refused the resize
+	NumReasons
+)
+
+var reasonNames = [NumReasons]string{"encap_sent", "encap_not_ipv4", "encap_too_long", "encap_no_room",
+	"decap_received", "decap_other", "decap_short", "decap_fragment", "decap_unknown_peer", "decap_no_room"}
+
+func (r Reason) String() string {
+	if r < NumReasons {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint32(r))
+}
+
+// countersSym names the counters map in the instructions; Attach
+// associates the map it creates with it.
+const countersSym = "tp_counters"
+
+// count adds one to the reason's counter. It clobbers R0-R5.
+func count(r Reason) asm.Instructions {
+	skip := fmt.Sprintf("count_%d_done", r)
+	return asm.Instructions{
+		asm.StoreImm(asm.R10, -4, int64(r), asm.Word),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, -4),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(countersSym),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, skip),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.Add.Imm(asm.R1, 1),
+		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(skip),
+	}
+}
+
+// passWith ends the program for reason r, leaving the packet to the next
+// hook (the device or the stack).
+func passWith(r Reason) asm.Instructions {
+	p := count(r)
+	p[0] = p[0].WithSymbol("pass_" + r.String())
+	return append(p, asm.Mov.Imm(asm.R0, tcxNext), asm.Return())
+}
+
+func (t Tunnel) check() error {
+	if !t.Local.Is4() || !t.Remote.Is4() {
+		return errors.New("bpfpath: Local and Remote must be IPv4 addresses")
+	}
+	if t.Encap < IPIP || t.Encap > VXLAN {
+		return fmt.Errorf("bpfpath: unknown encapsulation %d", t.Encap)
+	}
+	if t.VNI >= 1<<24 {
+		return fmt.Errorf("bpfpath: VNI %d out of range", t.VNI)
+	}
+	if t.Device <= 0 || t.Underlay <= 0 {
+		return errors.New("bpfpath: Device and Underlay ifindexes are required")
+	}
+	return nil
+}
+
+func (t Tunnel) port() uint16 {
+	if t.Port == 0 {
+		return vxlanDefault
+	}
+	return t.Port
+}
+
+// header is the outer headers the encap program writes, with tot_len, the
+// IPv4 checksum, the UDP source port and length left zero (the program
+// fills them in per packet).
+func (t Tunnel) header() []byte {
+	h := make([]byte, t.Encap.Overhead())
+	h[0] = 0x45
+	binary.BigEndian.PutUint16(h[6:], 0x4000) // DF, as the kernel's tunnels send by default
+	h[8] = ttl
+	l, r := t.Local.As4(), t.Remote.As4()
+	copy(h[12:16], l[:])
+	copy(h[16:20], r[:])
+	switch t.Encap {
+	case IPIP:
+		h[9] = 4
+	case GRE:
+		h[9] = 47
+		binary.BigEndian.PutUint16(h[22:], 0x0800)
+	case VXLAN:
+		h[9] = 17
+		binary.BigEndian.PutUint16(h[22:], t.port())
+		// The UDP checksum stays zero (RFC 7348 section 5: SHOULD be
+		// transmitted as zero over IPv4); segments the kernel cuts from a
+		// super-packet then need no checksum pass either.
+		h[28] = 0x08 // I flag
+		binary.BigEndian.PutUint32(h[32:], t.VNI<<8)
+		copy(h[36:42], t.RemoteMAC[:])
+		copy(h[42:48], t.LocalMAC[:])
+		binary.BigEndian.PutUint16(h[48:], 0x0800)
+	}
+	return h
+}
+
+// ipSumWithoutLen is the ones'-complement sum of the outer IPv4 header's
+// 16-bit words, tot_len and checksum taken as zero.
+func ipSumWithoutLen(h []byte) uint32 {
+	var s uint32
+	for i := 0; i < ipv4Len; i += 2 {
+		s += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	return s
+}
+
+// le16/le32 give the immediate that a little-endian store or load of these
+// bytes uses (eBPF runs in the host's byte order; tunneld is built for
+// little-endian Linux only, see doc.go).
+func le16(b []byte) int32 { return int32(binary.LittleEndian.Uint16(b)) }
+func le32(b []byte) int32 { return int32(binary.LittleEndian.Uint32(b)) }
+
+// EncapProgram is the program for the overlay device's egress: it puts the
+// outer headers in front of each IPv4 packet the kernel routes into the
+// device (a TSO super-packet stays whole, marked for the kernel's own
+// tunnel segmentation) and redirects it to the underlay device through the
+// kernel's FIB and neighbour tables. What it does not take (not IPv4, too
+// long, a failed resize) goes on to the device, where tunneld's user-space
+// path handles it as before.
+func (t Tunnel) EncapProgram() (asm.Instructions, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	h := t.header()
+	over := int32(len(h))
+	flags := int64(fixedGSO | encapL3v4)
+	switch t.Encap {
+	case GRE:
+		flags |= encapL4GRE
+	case VXLAN:
+		flags |= encapL4UDP | encapL2Eth | encapL2(ethLen)
+	}
+	sum := int32(ipSumWithoutLen(h))
+	const (
+		ctx  = asm.R6
+		hash = asm.R7
+		n    = asm.R8
+	)
+	p := asm.Instructions{
+		asm.Mov.Reg(ctx, asm.R1),
+		asm.LoadMem(asm.R2, ctx, skbProtocol, asm.Word),
+		asm.JNE.Imm(asm.R2, etherTypeIPv4LE, "pass_"+EncapNotIPv4.String()),
+		asm.LoadMem(asm.R2, ctx, skbLen, asm.Word),
+		asm.JGT.Imm(asm.R2, 0xffff-over, "pass_"+EncapTooLong.String()),
+	}
+	if t.Encap == VXLAN {
+		p = append(p,
+			asm.Mov.Reg(asm.R1, ctx),
+			asm.FnGetHashRecalc.Call(),
+			asm.Mov.Reg(hash, asm.R0),
+		)
+	}
+	p = append(p,
+		// A link-layer header first: the TUN's packets have none, and
+		// bpf_redirect_neigh strips one before it fills in the
+		// underlay's (the zeroes never leave).
+		asm.Mov.Reg(asm.R1, ctx),
+		asm.Mov.Imm(asm.R2, ethLen),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.FnSkbChangeHead.Call(),
+		asm.JNE.Imm(asm.R0, 0, "pass_"+EncapNoRoom.String()),
+		asm.Mov.Reg(asm.R1, ctx),
+		asm.Mov.Imm(asm.R2, over),
+		asm.Mov.Imm(asm.R3, admRoomMAC),
+		asm.LoadImm(asm.R4, flags, asm.DWord),
+		asm.FnSkbAdjustRoom.Call(),
+		asm.JNE.Imm(asm.R0, 0, "pass_"+EncapNoRoom.String()),
+		asm.LoadMem(n, ctx, skbLen, asm.Word),
+		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
+		asm.LoadMem(asm.R3, ctx, skbDataEnd, asm.Word),
+		asm.Add.Imm(asm.R2, ethLen),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, over),
+		// The room is in the linear head, so this never fails; the
+		// verifier needs it said.
+		asm.JGT.Reg(asm.R4, asm.R3, "drop"),
+		asm.Add.Imm(n, -ethLen),
+	)
+	// The constant words, then the per-packet fields.
+	for off := 0; off+4 <= len(h); off += 4 {
+		if off == 0 || off == 8 || (t.Encap == VXLAN && off == 20) {
+			continue // words with per-packet halves, written below
+		}
+		p = append(p, asm.StoreImm(asm.R2, int16(off), int64(le32(h[off:])), asm.Word))
+	}
+	if len(h)%4 != 0 { // VXLAN's 50 bytes end in a half word
+		off := len(h) - 2
+		p = append(p, asm.StoreImm(asm.R2, int16(off), int64(le16(h[off:])), asm.Half))
+	}
+	p = append(p,
+		asm.StoreImm(asm.R2, 0, int64(le16(h[0:])), asm.Half),
+		asm.StoreImm(asm.R2, 8, int64(le16(h[8:])), asm.Half),
+		// tot_len
+		asm.Mov.Reg(asm.R4, n),
+		asm.HostTo(asm.BE, asm.R4, asm.Half),
+		asm.StoreMem(asm.R2, 2, asm.R4, asm.Half),
+		// checksum: fold sum+len twice, complement
+		asm.Mov.Reg(asm.R5, n),
+		asm.Add.Imm(asm.R5, sum),
+		asm.Mov.Reg(asm.R4, asm.R5),
+		asm.RSh.Imm(asm.R4, 16),
+		asm.And.Imm(asm.R5, 0xffff),
+		asm.Add.Reg(asm.R5, asm.R4),
+		asm.Mov.Reg(asm.R4, asm.R5),
+		asm.RSh.Imm(asm.R4, 16),
+		asm.Add.Reg(asm.R5, asm.R4),
+		asm.Xor.Imm(asm.R5, 0xffff),
+		asm.And.Imm(asm.R5, 0xffff),
+		asm.HostTo(asm.BE, asm.R5, asm.Half),
+		asm.StoreMem(asm.R2, 10, asm.R5, asm.Half),
+	)
+	if t.Encap == VXLAN {
+		p = append(p,
+			// source port from the inner flow's hash, destination port
+			asm.RSh.Imm(hash, 16),
+			asm.Or.Imm(hash, udpSrcBase),
+			asm.HostTo(asm.BE, hash, asm.Half),
+			asm.StoreMem(asm.R2, 20, hash, asm.Half),
+			asm.StoreImm(asm.R2, 22, int64(le16(h[22:])), asm.Half),
+			// UDP length
+			asm.Mov.Reg(asm.R4, n),
+			asm.Add.Imm(asm.R4, -ipv4Len),
+			asm.HostTo(asm.BE, asm.R4, asm.Half),
+			asm.StoreMem(asm.R2, 24, asm.R4, asm.Half),
+		)
+	}
+	p = append(p, count(EncapSent)...)
+	p = append(p,
+		asm.Mov.Imm(asm.R1, int32(t.Underlay)),
+		asm.Mov.Imm(asm.R2, 0), // no nexthop given: the kernel's FIB lookup of the outer destination
+		asm.Mov.Imm(asm.R3, 0),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnRedirectNeigh.Call(),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, tcxDrop).WithSymbol("drop"),
+		asm.Return(),
+	)
+	for _, r := range []Reason{EncapNotIPv4, EncapTooLong, EncapNoRoom} {
+		p = append(p, passWith(r)...)
+	}
+	return p, nil
+}
+
+// DecapProgram is the program for the underlay device's ingress: it takes
+// each unfragmented packet of the tunnel from Remote to Local, removes the
+// outer headers and hands the inner IPv4 packet to the overlay device's
+// ingress, as if the device had received it (a super-packet the veth or
+// GRO kept whole stays whole). Everything else goes on to the stack, and
+// so to tunneld's sockets, which count and drop what is malformed or
+// spoofed.
+func (t Tunnel) DecapProgram() (asm.Instructions, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	h := t.header()
+	over := int32(len(h))
+	need := int32(ethLen) + over
+	const ctx = asm.R6
+	l, r := t.Local.As4(), t.Remote.As4()
+	p := asm.Instructions{
+		asm.Mov.Reg(ctx, asm.R1),
+		asm.LoadMem(asm.R2, ctx, skbProtocol, asm.Word),
+		asm.JNE.Imm(asm.R2, etherTypeIPv4LE, "pass_"+DecapOther.String()),
+		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
+		asm.LoadMem(asm.R3, ctx, skbDataEnd, asm.Word),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, need),
+		asm.JLE.Reg(asm.R4, asm.R3, "linear"),
+		// Headers not all in the linear head: pull them, or leave the
+		// packet to the stack if it is that short.
+		asm.Mov.Reg(asm.R1, ctx),
+		asm.Mov.Imm(asm.R2, need),
+		asm.FnSkbPullData.Call(),
+		asm.JNE.Imm(asm.R0, 0, "pass_"+DecapShort.String()),
+		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
+		asm.LoadMem(asm.R3, ctx, skbDataEnd, asm.Word),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, need),
+		asm.JGT.Reg(asm.R4, asm.R3, "pass_"+DecapShort.String()),
+
+		asm.LoadMem(asm.R4, asm.R2, ethLen+0, asm.Byte).WithSymbol("linear"),
+		asm.JNE.Imm(asm.R4, 0x45, "pass_"+DecapFragment.String()), // IPv4 without options
+		asm.LoadMem(asm.R4, asm.R2, ethLen+9, asm.Byte),
+		asm.JNE.Imm(asm.R4, int32(h[9]), "pass_"+DecapOther.String()),
+		asm.LoadMem(asm.R4, asm.R2, ethLen+6, asm.Half),
+		asm.And.Imm(asm.R4, 0xff3f), // MF and the fragment offset, as a little-endian load sees them
+		asm.JNE.Imm(asm.R4, 0, "pass_"+DecapFragment.String()),
+		asm.LoadMem(asm.R4, asm.R2, ethLen+16, asm.Word),
+		asm.JNE.Imm32(asm.R4, le32(l[:]), "pass_"+DecapOther.String()),
+		asm.LoadMem(asm.R4, asm.R2, ethLen+12, asm.Word),
+		asm.JNE.Imm32(asm.R4, le32(r[:]), "pass_"+DecapUnknownPeer.String()),
+	}
+	switch t.Encap {
+	case GRE:
+		p = append(p,
+			// no flags, version 0, IPv4 inside
+			asm.LoadMem(asm.R4, asm.R2, ethLen+20, asm.Word),
+			asm.JNE.Imm32(asm.R4, le32(h[20:]), "pass_"+DecapOther.String()),
+		)
+	case VXLAN:
+		p = append(p,
+			asm.LoadMem(asm.R4, asm.R2, ethLen+22, asm.Half),
+			asm.JNE.Imm(asm.R4, le16(h[22:]), "pass_"+DecapOther.String()),
+			asm.LoadMem(asm.R4, asm.R2, ethLen+28, asm.Word),
+			asm.JNE.Imm32(asm.R4, le32(h[28:]), "pass_"+DecapOther.String()),
+			asm.LoadMem(asm.R4, asm.R2, ethLen+32, asm.Word),
+			asm.JNE.Imm32(asm.R4, le32(h[32:]), "pass_"+DecapOther.String()),
+			asm.LoadMem(asm.R4, asm.R2, ethLen+48, asm.Half),
+			asm.JNE.Imm(asm.R4, le16(h[48:]), "pass_"+DecapOther.String()), // IPv4 inside; ARP and the rest go to user space
+		)
+	}
+	p = append(p,
+		asm.Mov.Reg(asm.R1, ctx),
+		asm.Mov.Imm(asm.R2, -over),
+		asm.Mov.Imm(asm.R3, admRoomMAC),
+		asm.LoadImm(asm.R4, fixedGSO, asm.DWord),
+		asm.FnSkbAdjustRoom.Call(),
+		asm.JNE.Imm(asm.R0, 0, "pass_"+DecapNoRoom.String()),
+	)
+	p = append(p, count(DecapReceived)...)
+	p = append(p,
+		asm.Mov.Imm(asm.R1, int32(t.Device)),
+		asm.Mov.Imm(asm.R2, bpfFIngress),
+		asm.FnRedirect.Call(),
+		asm.Return(),
+	)
+	for _, r := range []Reason{DecapOther, DecapShort, DecapFragment, DecapUnknownPeer, DecapNoRoom} {
+		p = append(p, passWith(r)...)
+	}
+	return p, nil
+}
