@@ -1,45 +1,95 @@
 package bpfpath
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 )
 
-// Attached is a tunnel's two programs, attached. Close detaches both; so
-// does the end of the process that attached them (tcx links live with
-// their file descriptors), so a crashed tunneld leaves no datapath behind.
-type Attached struct {
-	counters *ebpf.Map
-	progs    []*ebpf.Program
-	links    []link.Link
+// Path is a tunnel's two programs, attached, and the peer maps they read.
+// Close detaches both; so does the end of the process that attached them
+// (tcx links live with their file descriptors), so a crashed tunneld
+// leaves no datapath behind.
+type Path struct {
+	cfg            Config
+	counters       *ebpf.Map
+	peers, remotes *ebpf.Map
+	progs          []*ebpf.Program
+	links          []link.Link
+	mu             sync.Mutex // SetPeers
+	havePeers      map[lpmKey]peerVal
+	haveRemotes    map[[4]byte]uint32
+}
+
+type lpmKey struct {
+	Bits uint32
+	Addr [4]byte
+}
+
+type peerVal struct {
+	Remote [4]byte
+	MAC    [6]byte
+	Sum    uint16
+}
+
+func (v peerVal) bytes() []byte {
+	b := make([]byte, peerValueSz)
+	copy(b[peerRemote:], v.Remote[:])
+	copy(b[peerMAC:], v.MAC[:])
+	binary.NativeEndian.PutUint16(b[peerSum:], v.Sum)
+	return b
+}
+
+func (k lpmKey) bytes() []byte {
+	b := make([]byte, lpmKeySz)
+	binary.NativeEndian.PutUint32(b, k.Bits)
+	copy(b[4:], k.Addr[:])
+	return b
 }
 
 // Attach loads the tunnel's programs and attaches the encapsulation to the
 // overlay device's egress and the decapsulation to the underlay device's
 // ingress (tcx, Linux 6.6+). It must run on a thread in the namespace of
 // both devices. Loading needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN).
-func Attach(t Tunnel) (*Attached, error) {
-	enc, err := t.EncapProgram()
+// The path carries nothing until SetPeers gives it peers.
+func Attach(c Config) (*Path, error) {
+	enc, err := c.EncapProgram()
 	if err != nil {
 		return nil, err
 	}
-	dec, err := t.DecapProgram()
+	dec, err := c.DecapProgram()
 	if err != nil {
 		return nil, err
 	}
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "tp_counters", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: uint32(NumReasons)})
-	if err != nil {
-		return nil, fmt.Errorf("bpfpath: counters map: %w", err)
+	maxPeers := uint32(c.MaxPeers)
+	if maxPeers == 0 {
+		maxPeers = 1 << 16
 	}
-	a := &Attached{counters: m}
+	pa := &Path{cfg: c, havePeers: map[lpmKey]peerVal{}, haveRemotes: map[[4]byte]uint32{}}
+	for _, m := range []struct {
+		dst  **ebpf.Map
+		spec ebpf.MapSpec
+	}{
+		{&pa.counters, ebpf.MapSpec{Name: countersSym, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: uint32(NumReasons)}},
+		{&pa.peers, ebpf.MapSpec{Name: peersSym, Type: ebpf.LPMTrie, KeySize: lpmKeySz, ValueSize: peerValueSz, MaxEntries: maxPeers, Flags: 1 /* BPF_F_NO_PREALLOC */}},
+		{&pa.remotes, ebpf.MapSpec{Name: remotesSym, Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: maxPeers}},
+	} {
+		if *m.dst, err = ebpf.NewMap(&m.spec); err != nil {
+			pa.Close()
+			return nil, fmt.Errorf("bpfpath: map %s: %w", m.spec.Name, err)
+		}
+	}
 	for _, p := range []asm.Instructions{enc, dec} {
-		if err := p.AssociateMap(countersSym, m); err != nil {
-			a.Close()
-			return nil, fmt.Errorf("bpfpath: %w", err)
+		for sym, m := range map[string]*ebpf.Map{countersSym: pa.counters, peersSym: pa.peers, remotesSym: pa.remotes} {
+			if err := p.AssociateMap(sym, m); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
+				pa.Close()
+				return nil, fmt.Errorf("bpfpath: %w", err)
+			}
 		}
 	}
 	for _, s := range []struct {
@@ -48,8 +98,8 @@ func Attach(t Tunnel) (*Attached, error) {
 		ifidx  int
 		attach ebpf.AttachType
 	}{
-		{"tp_encap", enc, t.Device, ebpf.AttachTCXEgress},
-		{"tp_decap", dec, t.Underlay, ebpf.AttachTCXIngress},
+		{"tp_encap", enc, c.Device, ebpf.AttachTCXEgress},
+		{"tp_decap", dec, c.Underlay, ebpf.AttachTCXIngress},
 	} {
 		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 			Name:         s.name,
@@ -58,26 +108,91 @@ func Attach(t Tunnel) (*Attached, error) {
 			License:      "Apache-2.0",
 		})
 		if err != nil {
-			a.Close()
-			return nil, fmt.Errorf("bpfpath: load %s (%s): %w", s.name, t.Encap, err)
+			pa.Close()
+			return nil, fmt.Errorf("bpfpath: load %s (%s): %w", s.name, c.Encap, err)
 		}
-		a.progs = append(a.progs, prog)
+		pa.progs = append(pa.progs, prog)
 		l, err := link.AttachTCX(link.TCXOptions{Interface: s.ifidx, Program: prog, Attach: s.attach})
 		if err != nil {
-			a.Close()
+			pa.Close()
 			return nil, fmt.Errorf("bpfpath: attach %s to ifindex %d: %w", s.name, s.ifidx, err)
 		}
-		a.links = append(a.links, l)
+		pa.links = append(pa.links, l)
 	}
-	return a, nil
+	return pa, nil
+}
+
+// SetPeers makes the maps hold exactly these peers: new and changed
+// prefixes are written first, then the ones gone are deleted, so a packet
+// for a prefix that stays never misses. Each entry changes atomically;
+// the set as a whole does not (a packet between two writes sees some old
+// and some new entries, as with the kernel's own FDB and routes).
+// Prefixes that are not IPv4, or whose remote is not, stay with the
+// user-space path; SetPeers returns how many it left there.
+func (pa *Path) SetPeers(peers []Peer) (skipped int, err error) {
+	pa.mu.Lock()
+	defer pa.mu.Unlock()
+	want := make(map[lpmKey]peerVal, len(peers))
+	remotes := make(map[[4]byte]uint32)
+	for _, p := range peers {
+		if !p.Prefix.Addr().Is4() || !p.Remote.Is4() {
+			skipped++
+			continue
+		}
+		pr := p.Prefix.Masked()
+		r := p.Remote.As4()
+		s := uint32(binary.BigEndian.Uint16(r[0:])) + uint32(binary.BigEndian.Uint16(r[2:]))
+		s = s&0xffff + s>>16
+		want[lpmKey{uint32(pr.Bits()), pr.Addr().As4()}] = peerVal{Remote: r, MAC: p.MAC, Sum: uint16(s)}
+		remotes[r]++
+	}
+	// Remotes first, so a decap that a new prefix's peer needs is there
+	// when its first packet is; removed last, for the same reason.
+	for r, n := range remotes {
+		if pa.haveRemotes[r] == n {
+			continue
+		}
+		if err := pa.remotes.Put(r[:], n); err != nil {
+			return skipped, fmt.Errorf("bpfpath: peer %v: %w", r, err)
+		}
+		pa.haveRemotes[r] = n
+	}
+	for k, v := range want {
+		if old, ok := pa.havePeers[k]; ok && old == v {
+			continue
+		}
+		if err := pa.peers.Put(k.bytes(), v.bytes()); err != nil {
+			return skipped, fmt.Errorf("bpfpath: prefix %v/%d: %w", k.Addr, k.Bits, err)
+		}
+		pa.havePeers[k] = v
+	}
+	for k := range pa.havePeers {
+		if _, ok := want[k]; ok {
+			continue
+		}
+		if err := pa.peers.Delete(k.bytes()); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return skipped, fmt.Errorf("bpfpath: prefix %v/%d: %w", k.Addr, k.Bits, err)
+		}
+		delete(pa.havePeers, k)
+	}
+	for r := range pa.haveRemotes {
+		if _, ok := remotes[r]; ok {
+			continue
+		}
+		if err := pa.remotes.Delete(r[:]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return skipped, fmt.Errorf("bpfpath: peer %v: %w", r, err)
+		}
+		delete(pa.haveRemotes, r)
+	}
+	return skipped, nil
 }
 
 // Counters returns the programs' counts by Reason, summed over the CPUs.
-func (a *Attached) Counters() ([NumReasons]uint64, error) {
+func (pa *Path) Counters() ([NumReasons]uint64, error) {
 	var out [NumReasons]uint64
 	for r := Reason(0); r < NumReasons; r++ {
 		var per []uint64
-		if err := a.counters.Lookup(uint32(r), &per); err != nil {
+		if err := pa.counters.Lookup(uint32(r), &per); err != nil {
 			return out, fmt.Errorf("bpfpath: counter %s: %w", r, err)
 		}
 		for _, v := range per {
@@ -88,17 +203,19 @@ func (a *Attached) Counters() ([NumReasons]uint64, error) {
 }
 
 // Close detaches and unloads the programs.
-func (a *Attached) Close() error {
+func (pa *Path) Close() error {
 	var errs []error
-	for _, l := range a.links {
+	for _, l := range pa.links {
 		errs = append(errs, l.Close())
 	}
-	for _, p := range a.progs {
+	for _, p := range pa.progs {
 		errs = append(errs, p.Close())
 	}
-	if a.counters != nil {
-		errs = append(errs, a.counters.Close())
+	for _, m := range []*ebpf.Map{pa.counters, pa.peers, pa.remotes} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
 	}
-	a.links, a.progs, a.counters = nil, nil, nil
+	pa.links, pa.progs, pa.counters, pa.peers, pa.remotes = nil, nil, nil, nil, nil
 	return errors.Join(errs...)
 }

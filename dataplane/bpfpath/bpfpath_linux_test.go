@@ -31,12 +31,12 @@ var (
 type side struct {
 	ns  *topo.NS
 	dev device.Device
-	at  *Attached
+	at  *Path
 }
 
 // bpfSide opens a TUN the way tunneld does (virtio header, TSO), gives it
 // the overlay address and attaches the tunnel's programs.
-func bpfSide(t *testing.T, ns *topo.NS, underlay string, tn Tunnel, addr netip.Prefix) *side {
+func bpfSide(t *testing.T, ns *topo.NS, underlay string, tn Config, peers []Peer, addr netip.Prefix) *side {
 	t.Helper()
 	s := &side{ns: ns}
 	mtu := 1500 - tn.Encap.Overhead()
@@ -75,15 +75,22 @@ func bpfSide(t *testing.T, ns *topo.NS, underlay string, tn Tunnel, addr netip.P
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.at.Close() })
+	if skipped, err := s.at.SetPeers(peers); err != nil || skipped != 0 {
+		t.Fatalf("SetPeers: %d skipped, %v", skipped, err)
+	}
 	sides = append(sides, s)
 	t.Cleanup(func() { sides = nil })
 	return s
 }
 
-func tunnelPair(p *topo.Pair, e Encap) (a, b Tunnel) {
-	a = Tunnel{Encap: e, Local: p.AddrA.Addr(), Remote: p.AddrB.Addr(), VNI: 42, LocalMAC: macA, RemoteMAC: macB}
-	b = Tunnel{Encap: e, Local: p.AddrB.Addr(), Remote: p.AddrA.Addr(), VNI: 42, LocalMAC: macB, RemoteMAC: macA}
-	return a, b
+// tunnelPair gives each side its config and its peer: the other side's
+// overlay address, as a /32 beside a prefix of the overlay nobody has.
+func tunnelPair(p *topo.Pair, e Encap) (a, b Config, pa, pb []Peer) {
+	a = Config{Encap: e, Local: p.AddrA.Addr(), VNI: 42, LocalMAC: macA, TOS: Inherit, DF: Inherit}
+	b = Config{Encap: e, Local: p.AddrB.Addr(), VNI: 42, LocalMAC: macB, TOS: Inherit, DF: Inherit}
+	pa = []Peer{{Prefix: netip.PrefixFrom(overlayB.Addr(), 32), Remote: p.AddrB.Addr(), MAC: macB}}
+	pb = []Peer{{Prefix: netip.PrefixFrom(overlayA.Addr(), 32), Remote: p.AddrA.Addr(), MAC: macA}}
+	return a, b, pa, pb
 }
 
 func offloadName(on bool) string {
@@ -102,9 +109,9 @@ func TestBPFPath(t *testing.T) {
 		for _, on := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/%s", e, offloadName(on)), func(t *testing.T) {
 				p := topo.NewPair(t, topo.PairOptions{Offloads: on})
-				ta, tb := tunnelPair(p, e)
-				bpfSide(t, p.A, p.IfA, ta, overlayA)
-				bpfSide(t, p.B, p.IfB, tb, overlayB)
+				ta, tb, pa, pb := tunnelPair(p, e)
+				bpfSide(t, p.A, p.IfA, ta, pa, overlayA)
+				bpfSide(t, p.B, p.IfB, tb, pb, overlayB)
 				checkForwarding(t, p, e)
 			})
 		}
@@ -118,8 +125,8 @@ func TestBPFPathToKernelVXLAN(t *testing.T) {
 	for _, on := range []bool{true, false} {
 		t.Run(offloadName(on), func(t *testing.T) {
 			p := topo.NewPair(t, topo.PairOptions{Offloads: on})
-			ta, _ := tunnelPair(p, VXLAN)
-			bpfSide(t, p.A, p.IfA, ta, overlayA)
+			ta, _, pa, _ := tunnelPair(p, VXLAN)
+			bpfSide(t, p.A, p.IfA, ta, pa, overlayA)
 			if err := p.B.AddKernelVXLAN(topo.KernelVXLAN{Name: "vxlan42", VNI: 42, Port: 4789,
 				Local: p.AddrB.Addr(), Remote: p.AddrA.Addr(), MAC: macB, Addr: overlayB, MTU: 1450}, overlayA.Addr(), macA); err != nil {
 				t.Fatal(err)
@@ -177,13 +184,28 @@ func checkForwarding(t *testing.T, p *topo.Pair, e Encap) {
 	}
 	frames := capt.StopFrames()
 	checkWire(t, frames, e, p)
+	// A destination no peer holds goes on to the TUN (where tunneld's
+	// user-space path would count it) and is counted here as no peer.
+	err = p.A.Do(func() error {
+		c, err := net.Dial("udp4", "10.200.0.9:9")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("x"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range sides {
 		c, err := s.at.Counters()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c[EncapSent] == 0 && s.ns == p.A {
-			t.Errorf("%s: the encap program sent nothing: %s", s.ns.Name, counterDump(t))
+		if s.ns == p.A && (c[EncapSent] == 0 || c[EncapNoPeer] == 0) {
+			t.Errorf("%s: the encap program sent %d, left %d to the device for want of a peer (want > 0 both): %s",
+				s.ns.Name, c[EncapSent], c[EncapNoPeer], counterDump(t))
 		}
 		if c[DecapReceived] == 0 {
 			t.Errorf("%s: the decap program received nothing: %s", s.ns.Name, counterDump(t))
@@ -289,6 +311,18 @@ func checkWire(t *testing.T, frames []topo.Frame, e Encap, p *topo.Pair) {
 		src, dst := netip.AddrFrom4([4]byte(inner.SrcIP.To4())), netip.AddrFrom4([4]byte(inner.DstIP.To4()))
 		if !overlayA.Contains(src) || !overlayA.Contains(dst) {
 			t.Fatalf("inner %s -> %s outside the overlay:\n%s", src, dst, pk)
+		}
+		if ip.SrcIP.Equal(p.AddrA.Addr().AsSlice()) {
+			// TOS and DF inherited; CE would leave as ECT(0)
+			if want := inner.TOS; ip.TOS != want && !(want&3 == 3 && ip.TOS == want^1) {
+				t.Fatalf("outer TOS %#x, inner %#x:\n%s", ip.TOS, want, pk)
+			}
+			if ip.Flags&layers.IPv4DontFragment != inner.Flags&layers.IPv4DontFragment {
+				t.Fatalf("outer DF differs from inner:\n%s", pk)
+			}
+			if ip.TTL != 64 {
+				t.Fatalf("outer TTL %d, want 64:\n%s", ip.TTL, pk)
+			}
 		}
 		if e == VXLAN {
 			vx, _ := pk.Layer(layers.LayerTypeVXLAN).(*layers.VXLAN)

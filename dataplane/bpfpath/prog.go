@@ -44,21 +44,40 @@ func (e Encap) Overhead() int {
 	return 0
 }
 
-// Tunnel is one point-to-point tunnel as the two programs see it: the
-// overlay device they serve, the underlay device and both ends' underlay
-// addresses.
-type Tunnel struct {
-	Encap         Encap
-	Local, Remote netip.Addr // IPv4 underlay addresses
-	// VXLAN only: the VNI, the UDP destination port (0: 4789) and the
-	// inner Ethernet addresses (the VTEP MACs flannel publishes).
-	VNI                 uint32
-	Port                uint16
-	LocalMAC, RemoteMAC [6]byte
+// Config is the tunnel as the two programs see it: the overlay device
+// they serve, the underlay device, the local underlay address and the
+// outer header fields tunneld's user-space path writes too. The peers are
+// not here: they live in maps (Path.SetPeers), so a lease or route change
+// needs no reload.
+type Config struct {
+	Encap Encap
+	Local netip.Addr // IPv4 underlay address
+	// VXLAN only: the VNI, the UDP destination port (0: 4789) and this
+	// node's VTEP MAC, the inner Ethernet source.
+	VNI      uint32
+	Port     uint16
+	LocalMAC [6]byte
+	// TTL of the outer header (0: 64); TOS a value 0..255 or Inherit (the
+	// inner packet's, with CE sent as ECT(0)); DF 0, 1 or Inherit.
+	TTL     uint8
+	TOS, DF int
 	// Device is the ifindex of the overlay device (a TUN: IP packets, no
 	// link-layer header); Underlay the ifindex of the device the outer
-	// packets leave and arrive by. Both in the same namespace.
+	// packets leave and arrive by (the kernel's FIB and neighbour tables
+	// pick the next hop on it). Both in the same namespace.
 	Device, Underlay int
+	// MaxPeers bounds the peer maps (0: 65536 prefixes).
+	MaxPeers int
+}
+
+// Inherit as Config.TOS or Config.DF copies the field from the inner packet.
+const Inherit = -1
+
+// Peer is one overlay prefix and the node it lives behind.
+type Peer struct {
+	Prefix netip.Prefix // IPv4 overlay prefix
+	Remote netip.Addr   // the peer's IPv4 underlay address
+	MAC    [6]byte      // VXLAN: the peer's VTEP MAC, the inner Ethernet destination
 }
 
 const (
@@ -91,7 +110,7 @@ const (
 
 	etherTypeIPv4LE = 0x0008 // htons(ETH_P_IP) as a little-endian load of the field reads it
 	vxlanDefault    = 4789
-	ttl             = 64
+	defaultTTL      = 64
 	udpSrcBase      = 0xc000 // RFC 7348: source ports from the dynamic range, by flow hash
 )
 
@@ -104,8 +123,10 @@ type Reason uint32
 const (
 	EncapSent        Reason = iota // encapsulated and redirected to the underlay
 	EncapNotIPv4                   // left to the device: not IPv4
+	EncapShort                     // left to the device: shorter than an IPv4 header
+	EncapNoPeer                    // left to the device: no peer's prefix holds the destination
 	EncapTooLong                   // left to the device: would exceed 64 KB with the outer headers
-	EncapNoRoom                    // left to the device: the kernel refused the resize
+	EncapNoRoom                    // dropped: the kernel could not make room for the headers (out of memory)
 	DecapReceived                  // decapsulated and handed to the overlay device
 	DecapOther                     // left to the stack: not this tunnel's (other protocol, port, VNI, inner type)
 	DecapShort                     // left to the stack: shorter than the headers
@@ -115,7 +136,7 @@ const (
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"encap_sent", "encap_not_ipv4", "encap_too_long", "encap_no_room",
+var reasonNames = [NumReasons]string{"encap_sent", "encap_not_ipv4", "encap_short", "encap_no_peer", "encap_too_long", "encap_no_room",
 	"decap_received", "decap_other", "decap_short", "decap_fragment", "decap_unknown_peer", "decap_no_room"}
 
 func (r Reason) String() string {
@@ -125,9 +146,22 @@ func (r Reason) String() string {
 	return fmt.Sprintf("reason(%d)", uint32(r))
 }
 
-// countersSym names the counters map in the instructions; Attach
-// associates the map it creates with it.
-const countersSym = "tp_counters"
+// The maps as the instructions name them; Attach associates the maps it
+// creates with these symbols.
+const (
+	countersSym = "tp_counters" // per-CPU array: a uint64 per Reason
+	peersSym    = "tp_peers"    // LPM trie: overlay prefix -> peerValue
+	remotesSym  = "tp_remotes"  // hash: peer underlay IPv4 -> number of prefixes behind it
+)
+
+// peerValue is a tp_peers entry as the encap program reads it.
+const (
+	peerRemote  = 0  // [4]byte, the outer destination
+	peerMAC     = 4  // [6]byte, VXLAN's inner destination
+	peerSum     = 10 // uint16 in host order: the ones'-complement sum of the two 16-bit words of the remote address
+	peerValueSz = 12
+	lpmKeySz    = 8 // uint32 prefix length, then the IPv4 address
+)
 
 // count adds one to the reason's counter. It clobbers R0-R5.
 func count(r Reason) asm.Instructions {
@@ -154,41 +188,59 @@ func passWith(r Reason) asm.Instructions {
 	return append(p, asm.Mov.Imm(asm.R0, tcxNext), asm.Return())
 }
 
-func (t Tunnel) check() error {
-	if !t.Local.Is4() || !t.Remote.Is4() {
-		return errors.New("bpfpath: Local and Remote must be IPv4 addresses")
+func (c Config) check() error {
+	if !c.Local.Is4() {
+		return errors.New("bpfpath: Local must be an IPv4 address")
 	}
-	if t.Encap < IPIP || t.Encap > VXLAN {
-		return fmt.Errorf("bpfpath: unknown encapsulation %d", t.Encap)
+	if c.Encap < IPIP || c.Encap > VXLAN {
+		return fmt.Errorf("bpfpath: unknown encapsulation %d", c.Encap)
 	}
-	if t.VNI >= 1<<24 {
-		return fmt.Errorf("bpfpath: VNI %d out of range", t.VNI)
+	if c.VNI >= 1<<24 {
+		return fmt.Errorf("bpfpath: VNI %d out of range", c.VNI)
 	}
-	if t.Device <= 0 || t.Underlay <= 0 {
+	if c.TOS < Inherit || c.TOS > 255 {
+		return fmt.Errorf("bpfpath: TOS %d: want 0..255 or Inherit", c.TOS)
+	}
+	if c.DF < Inherit || c.DF > 1 {
+		return fmt.Errorf("bpfpath: DF %d: want 0, 1 or Inherit", c.DF)
+	}
+	if c.Device <= 0 || c.Underlay <= 0 {
 		return errors.New("bpfpath: Device and Underlay ifindexes are required")
 	}
 	return nil
 }
 
-func (t Tunnel) port() uint16 {
-	if t.Port == 0 {
+func (c Config) port() uint16 {
+	if c.Port == 0 {
 		return vxlanDefault
 	}
-	return t.Port
+	return c.Port
 }
 
-// header is the outer headers the encap program writes, with tot_len, the
-// IPv4 checksum, the UDP source port and length left zero (the program
-// fills them in per packet).
-func (t Tunnel) header() []byte {
-	h := make([]byte, t.Encap.Overhead())
+func (c Config) ttl() uint8 {
+	if c.TTL == 0 {
+		return defaultTTL
+	}
+	return c.TTL
+}
+
+// header is the outer headers' constant part. The encap program fills in
+// per packet: tot_len, the TOS and DF when inherited, the checksum, the
+// destination (and for VXLAN the UDP source port and length and the inner
+// destination MAC).
+func (c Config) header() []byte {
+	h := make([]byte, c.Encap.Overhead())
 	h[0] = 0x45
-	binary.BigEndian.PutUint16(h[6:], 0x4000) // DF, as the kernel's tunnels send by default
-	h[8] = ttl
-	l, r := t.Local.As4(), t.Remote.As4()
+	if c.TOS != Inherit {
+		h[1] = uint8(c.TOS)
+	}
+	if c.DF == 1 {
+		binary.BigEndian.PutUint16(h[6:], 0x4000)
+	}
+	h[8] = c.ttl()
+	l := c.Local.As4()
 	copy(h[12:16], l[:])
-	copy(h[16:20], r[:])
-	switch t.Encap {
+	switch c.Encap {
 	case IPIP:
 		h[9] = 4
 	case GRE:
@@ -196,22 +248,21 @@ func (t Tunnel) header() []byte {
 		binary.BigEndian.PutUint16(h[22:], 0x0800)
 	case VXLAN:
 		h[9] = 17
-		binary.BigEndian.PutUint16(h[22:], t.port())
+		binary.BigEndian.PutUint16(h[22:], c.port())
 		// The UDP checksum stays zero (RFC 7348 section 5: SHOULD be
 		// transmitted as zero over IPv4); segments the kernel cuts from a
 		// super-packet then need no checksum pass either.
 		h[28] = 0x08 // I flag
-		binary.BigEndian.PutUint32(h[32:], t.VNI<<8)
-		copy(h[36:42], t.RemoteMAC[:])
-		copy(h[42:48], t.LocalMAC[:])
+		binary.BigEndian.PutUint32(h[32:], c.VNI<<8)
+		copy(h[42:48], c.LocalMAC[:])
 		binary.BigEndian.PutUint16(h[48:], 0x0800)
 	}
 	return h
 }
 
-// ipSumWithoutLen is the ones'-complement sum of the outer IPv4 header's
-// 16-bit words, tot_len and checksum taken as zero.
-func ipSumWithoutLen(h []byte) uint32 {
+// ipSum is the ones'-complement sum of the outer IPv4 header's 16-bit
+// words as header() leaves them (the per-packet fields zero).
+func ipSum(h []byte) uint32 {
 	var s uint32
 	for i := 0; i < ipv4Len; i += 2 {
 		s += uint32(binary.BigEndian.Uint16(h[i:]))
@@ -225,27 +276,36 @@ func ipSumWithoutLen(h []byte) uint32 {
 func le16(b []byte) int32 { return int32(binary.LittleEndian.Uint16(b)) }
 func le32(b []byte) int32 { return int32(binary.LittleEndian.Uint32(b)) }
 
-// EncapProgram is the program for the overlay device's egress: it puts the
-// outer headers in front of each IPv4 packet the kernel routes into the
-// device (a TSO super-packet stays whole, marked for the kernel's own
-// tunnel segmentation) and redirects it to the underlay device through the
-// kernel's FIB and neighbour tables. What it does not take (not IPv4, too
-// long, a failed resize) goes on to the device, where tunneld's user-space
-// path handles it as before.
-func (t Tunnel) EncapProgram() (asm.Instructions, error) {
-	if err := t.check(); err != nil {
+// Stack slots of the encap program (offsets from R10). Helpers leave the
+// stack alone, so what the program learns before it resizes the packet
+// waits here.
+const (
+	stKey  = -8  // LPM key: prefix length 32, then the inner destination
+	stPeer = -24 // the peer's value, copied out of the map
+	stTOS  = -28 // the outer TOS (uint32)
+	stDF   = -32 // the outer frag_off word in host order: 0 or 0x4000
+)
+
+// EncapProgram is the program for the overlay device's egress: it looks
+// up the peer whose prefix holds each IPv4 packet's destination, puts the
+// outer headers in front (a TSO super-packet stays whole, marked for the
+// kernel's own tunnel segmentation) and redirects it to the underlay
+// through the kernel's FIB and neighbour tables. What it does not take
+// (not IPv4, no peer, too long, a failed resize) goes on to the device,
+// where tunneld's user-space path handles it as before.
+func (c Config) EncapProgram() (asm.Instructions, error) {
+	if err := c.check(); err != nil {
 		return nil, err
 	}
-	h := t.header()
+	h := c.header()
 	over := int32(len(h))
 	flags := int64(fixedGSO | encapL3v4)
-	switch t.Encap {
+	switch c.Encap {
 	case GRE:
 		flags |= encapL4GRE
 	case VXLAN:
 		flags |= encapL4UDP | encapL2Eth | encapL2(ethLen)
 	}
-	sum := int32(ipSumWithoutLen(h))
 	const (
 		ctx  = asm.R6
 		hash = asm.R7
@@ -257,8 +317,60 @@ func (t Tunnel) EncapProgram() (asm.Instructions, error) {
 		asm.JNE.Imm(asm.R2, etherTypeIPv4LE, "pass_"+EncapNotIPv4.String()),
 		asm.LoadMem(asm.R2, ctx, skbLen, asm.Word),
 		asm.JGT.Imm(asm.R2, 0xffff-over, "pass_"+EncapTooLong.String()),
+		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
+		asm.LoadMem(asm.R3, ctx, skbDataEnd, asm.Word),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, ipv4Len),
+		asm.JLE.Reg(asm.R4, asm.R3, "inner"),
+		asm.Mov.Reg(asm.R1, ctx),
+		asm.Mov.Imm(asm.R2, ipv4Len),
+		asm.FnSkbPullData.Call(),
+		asm.JNE.Imm(asm.R0, 0, "pass_"+EncapShort.String()),
+		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
+		asm.LoadMem(asm.R3, ctx, skbDataEnd, asm.Word),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, ipv4Len),
+		asm.JGT.Reg(asm.R4, asm.R3, "pass_"+EncapShort.String()),
+
+		asm.LoadMem(asm.R4, asm.R2, 0, asm.Byte).WithSymbol("inner"),
+		asm.RSh.Imm(asm.R4, 4),
+		asm.JNE.Imm(asm.R4, 4, "pass_"+EncapNotIPv4.String()),
+		asm.LoadMem(asm.R4, asm.R2, 16, asm.Word),
+		asm.StoreMem(asm.R10, stKey+4, asm.R4, asm.Word),
+		asm.StoreImm(asm.R10, stKey, 32, asm.Word),
 	}
-	if t.Encap == VXLAN {
+	if c.TOS == Inherit {
+		p = append(p,
+			asm.LoadMem(asm.R4, asm.R2, 1, asm.Byte),
+			asm.Mov.Reg(asm.R5, asm.R4),
+			asm.And.Imm(asm.R5, 3),
+			asm.JNE.Imm(asm.R5, 3, "tos_done"),
+			asm.Xor.Imm(asm.R4, 1), // CE (11) leaves as ECT(0) (10)
+			asm.StoreMem(asm.R10, stTOS, asm.R4, asm.Word).WithSymbol("tos_done"),
+		)
+	}
+	if c.DF == Inherit {
+		p = append(p,
+			asm.LoadMem(asm.R4, asm.R2, 6, asm.Byte),
+			asm.And.Imm(asm.R4, 0x40),
+			asm.LSh.Imm(asm.R4, 8),
+			asm.StoreMem(asm.R10, stDF, asm.R4, asm.Word),
+		)
+	}
+	p = append(p,
+		asm.LoadMapPtr(asm.R1, 0).WithReference(peersSym),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, stKey),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "pass_"+EncapNoPeer.String()),
+	)
+	for off := int16(0); off < peerValueSz; off += 4 {
+		p = append(p,
+			asm.LoadMem(asm.R1, asm.R0, off, asm.Word),
+			asm.StoreMem(asm.R10, stPeer+off, asm.R1, asm.Word),
+		)
+	}
+	if c.Encap == VXLAN {
 		p = append(p,
 			asm.Mov.Reg(asm.R1, ctx),
 			asm.FnGetHashRecalc.Call(),
@@ -273,13 +385,15 @@ func (t Tunnel) EncapProgram() (asm.Instructions, error) {
 		asm.Mov.Imm(asm.R2, ethLen),
 		asm.Mov.Imm(asm.R3, 0),
 		asm.FnSkbChangeHead.Call(),
-		asm.JNE.Imm(asm.R0, 0, "pass_"+EncapNoRoom.String()),
+		asm.JNE.Imm(asm.R0, 0, "drop_no_room"),
 		asm.Mov.Reg(asm.R1, ctx),
 		asm.Mov.Imm(asm.R2, over),
 		asm.Mov.Imm(asm.R3, admRoomMAC),
 		asm.LoadImm(asm.R4, flags, asm.DWord),
 		asm.FnSkbAdjustRoom.Call(),
-		asm.JNE.Imm(asm.R0, 0, "pass_"+EncapNoRoom.String()),
+		// The packet has a link-layer header it did not have, so it
+		// cannot go on to the device as it was: dropped and counted.
+		asm.JNE.Imm(asm.R0, 0, "drop_no_room"),
 		asm.LoadMem(n, ctx, skbLen, asm.Word),
 		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
 		asm.LoadMem(asm.R3, ctx, skbDataEnd, asm.Word),
@@ -291,11 +405,8 @@ func (t Tunnel) EncapProgram() (asm.Instructions, error) {
 		asm.JGT.Reg(asm.R4, asm.R3, "drop"),
 		asm.Add.Imm(n, -ethLen),
 	)
-	// The constant words, then the per-packet fields.
+	// The constant template, then the per-packet fields over it.
 	for off := 0; off+4 <= len(h); off += 4 {
-		if off == 0 || off == 8 || (t.Encap == VXLAN && off == 20) {
-			continue // words with per-packet halves, written below
-		}
 		p = append(p, asm.StoreImm(asm.R2, int16(off), int64(le32(h[off:])), asm.Word))
 	}
 	if len(h)%4 != 0 { // VXLAN's 50 bytes end in a half word
@@ -303,15 +414,36 @@ func (t Tunnel) EncapProgram() (asm.Instructions, error) {
 		p = append(p, asm.StoreImm(asm.R2, int16(off), int64(le16(h[off:])), asm.Half))
 	}
 	p = append(p,
-		asm.StoreImm(asm.R2, 0, int64(le16(h[0:])), asm.Half),
-		asm.StoreImm(asm.R2, 8, int64(le16(h[8:])), asm.Half),
 		// tot_len
 		asm.Mov.Reg(asm.R4, n),
 		asm.HostTo(asm.BE, asm.R4, asm.Half),
 		asm.StoreMem(asm.R2, 2, asm.R4, asm.Half),
-		// checksum: fold sum+len twice, complement
+		// destination
+		asm.LoadMem(asm.R4, asm.R10, stPeer+peerRemote, asm.Word),
+		asm.StoreMem(asm.R2, 16, asm.R4, asm.Word),
+		// checksum: the template's sum, the length, the peer's sum, then
+		// TOS and DF when inherited; fold twice, complement
 		asm.Mov.Reg(asm.R5, n),
-		asm.Add.Imm(asm.R5, sum),
+		asm.Add.Imm(asm.R5, int32(ipSum(h))),
+		asm.LoadMem(asm.R4, asm.R10, stPeer+peerSum, asm.Half),
+		asm.Add.Reg(asm.R5, asm.R4),
+	)
+	if c.TOS == Inherit {
+		p = append(p,
+			asm.LoadMem(asm.R4, asm.R10, stTOS, asm.Word),
+			asm.StoreMem(asm.R2, 1, asm.R4, asm.Byte),
+			asm.Add.Reg(asm.R5, asm.R4),
+		)
+	}
+	if c.DF == Inherit {
+		p = append(p,
+			asm.LoadMem(asm.R4, asm.R10, stDF, asm.Word),
+			asm.Add.Reg(asm.R5, asm.R4),
+			asm.HostTo(asm.BE, asm.R4, asm.Half),
+			asm.StoreMem(asm.R2, 6, asm.R4, asm.Half),
+		)
+	}
+	p = append(p,
 		asm.Mov.Reg(asm.R4, asm.R5),
 		asm.RSh.Imm(asm.R4, 16),
 		asm.And.Imm(asm.R5, 0xffff),
@@ -324,54 +456,63 @@ func (t Tunnel) EncapProgram() (asm.Instructions, error) {
 		asm.HostTo(asm.BE, asm.R5, asm.Half),
 		asm.StoreMem(asm.R2, 10, asm.R5, asm.Half),
 	)
-	if t.Encap == VXLAN {
+	if c.Encap == VXLAN {
 		p = append(p,
-			// source port from the inner flow's hash, destination port
+			// source port from the inner flow's hash
 			asm.RSh.Imm(hash, 16),
 			asm.Or.Imm(hash, udpSrcBase),
 			asm.HostTo(asm.BE, hash, asm.Half),
 			asm.StoreMem(asm.R2, 20, hash, asm.Half),
-			asm.StoreImm(asm.R2, 22, int64(le16(h[22:])), asm.Half),
 			// UDP length
 			asm.Mov.Reg(asm.R4, n),
 			asm.Add.Imm(asm.R4, -ipv4Len),
 			asm.HostTo(asm.BE, asm.R4, asm.Half),
 			asm.StoreMem(asm.R2, 24, asm.R4, asm.Half),
+			// inner destination MAC
+			asm.LoadMem(asm.R4, asm.R10, stPeer+peerMAC, asm.Word),
+			asm.StoreMem(asm.R2, 36, asm.R4, asm.Word),
+			asm.LoadMem(asm.R4, asm.R10, stPeer+peerMAC+4, asm.Half),
+			asm.StoreMem(asm.R2, 40, asm.R4, asm.Half),
 		)
 	}
 	p = append(p, count(EncapSent)...)
 	p = append(p,
-		asm.Mov.Imm(asm.R1, int32(t.Underlay)),
+		asm.Mov.Imm(asm.R1, int32(c.Underlay)),
 		asm.Mov.Imm(asm.R2, 0), // no nexthop given: the kernel's FIB lookup of the outer destination
 		asm.Mov.Imm(asm.R3, 0),
 		asm.Mov.Imm(asm.R4, 0),
 		asm.FnRedirectNeigh.Call(),
 		asm.Return(),
+	)
+	noRoom := count(EncapNoRoom)
+	noRoom[0] = noRoom[0].WithSymbol("drop_no_room")
+	p = append(p, noRoom...)
+	p = append(p,
 		asm.Mov.Imm(asm.R0, tcxDrop).WithSymbol("drop"),
 		asm.Return(),
 	)
-	for _, r := range []Reason{EncapNotIPv4, EncapTooLong, EncapNoRoom} {
+	for _, r := range []Reason{EncapNotIPv4, EncapShort, EncapNoPeer, EncapTooLong} {
 		p = append(p, passWith(r)...)
 	}
 	return p, nil
 }
 
 // DecapProgram is the program for the underlay device's ingress: it takes
-// each unfragmented packet of the tunnel from Remote to Local, removes the
-// outer headers and hands the inner IPv4 packet to the overlay device's
-// ingress, as if the device had received it (a super-packet the veth or
-// GRO kept whole stays whole). Everything else goes on to the stack, and
-// so to tunneld's sockets, which count and drop what is malformed or
-// spoofed.
-func (t Tunnel) DecapProgram() (asm.Instructions, error) {
-	if err := t.check(); err != nil {
+// each unfragmented packet of the tunnel's format addressed to Local from
+// a peer in the peer maps, removes the outer headers and hands the inner
+// IPv4 packet to the overlay device's ingress, as if the device had
+// received it (a super-packet the veth or GRO kept whole stays whole).
+// Everything else goes on to the stack, and so to tunneld's sockets,
+// which count and drop what is malformed or spoofed.
+func (c Config) DecapProgram() (asm.Instructions, error) {
+	if err := c.check(); err != nil {
 		return nil, err
 	}
-	h := t.header()
+	h := c.header()
 	over := int32(len(h))
 	need := int32(ethLen) + over
 	const ctx = asm.R6
-	l, r := t.Local.As4(), t.Remote.As4()
+	l := c.Local.As4()
 	p := asm.Instructions{
 		asm.Mov.Reg(ctx, asm.R1),
 		asm.LoadMem(asm.R2, ctx, skbProtocol, asm.Word),
@@ -402,10 +543,8 @@ func (t Tunnel) DecapProgram() (asm.Instructions, error) {
 		asm.JNE.Imm(asm.R4, 0, "pass_"+DecapFragment.String()),
 		asm.LoadMem(asm.R4, asm.R2, ethLen+16, asm.Word),
 		asm.JNE.Imm32(asm.R4, le32(l[:]), "pass_"+DecapOther.String()),
-		asm.LoadMem(asm.R4, asm.R2, ethLen+12, asm.Word),
-		asm.JNE.Imm32(asm.R4, le32(r[:]), "pass_"+DecapUnknownPeer.String()),
 	}
-	switch t.Encap {
+	switch c.Encap {
 	case GRE:
 		p = append(p,
 			// no flags, version 0, IPv4 inside
@@ -425,6 +564,16 @@ func (t Tunnel) DecapProgram() (asm.Instructions, error) {
 		)
 	}
 	p = append(p,
+		// The source last: a peer in the map, or the user-space path
+		// counts it as spoofed.
+		asm.LoadMem(asm.R4, asm.R2, ethLen+12, asm.Word),
+		asm.StoreMem(asm.R10, -8, asm.R4, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(remotesSym),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, -8),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "pass_"+DecapUnknownPeer.String()),
+
 		asm.Mov.Reg(asm.R1, ctx),
 		asm.Mov.Imm(asm.R2, -over),
 		asm.Mov.Imm(asm.R3, admRoomMAC),
@@ -434,7 +583,7 @@ func (t Tunnel) DecapProgram() (asm.Instructions, error) {
 	)
 	p = append(p, count(DecapReceived)...)
 	p = append(p,
-		asm.Mov.Imm(asm.R1, int32(t.Device)),
+		asm.Mov.Imm(asm.R1, int32(c.Device)),
 		asm.Mov.Imm(asm.R2, bpfFIngress),
 		asm.FnRedirect.Call(),
 		asm.Return(),
