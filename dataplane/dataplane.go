@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"tunnelplane/dataplane/bpfpath"
 	"tunnelplane/dataplane/config"
 	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/underlay"
@@ -77,6 +78,10 @@ type Parts struct {
 	// sockets (pktsend.go); like TunnelTAP it needs a Network that
 	// resolves next hops.
 	PacketSend *PacketSend
+	// KernelPath, when set, is the in-kernel fast path (bpfpath): the
+	// data plane keeps its peer maps in step with the table and detaches
+	// it first on Close.
+	KernelPath *bpfpath.Path
 	// Undo, when set, runs last in Close: it removes what opening the
 	// parts added to the system (addresses on a device that existed).
 	Undo func()
@@ -161,12 +166,17 @@ func New(cfg *config.Config, parts Parts, log *slog.Logger) (*Dataplane, error) 
 		d.Close()
 		return nil, err
 	}
-	log.Info("data plane ready", "queues", n, "pipeline", cfg.Pipeline, "udp_gso", d.gso.Load(), "tunnel_gso", d.tgso != nil, "packet_send", d.pkt != nil)
+	log.Info("data plane ready", "queues", n, "pipeline", cfg.Pipeline, "udp_gso", d.gso.Load(), "tunnel_gso", d.tgso != nil, "packet_send", d.pkt != nil, "kernel_path", parts.KernelPath != nil)
 	return d, nil
 }
 
 // closeParts closes the sockets, then the device queues.
 func (d *Dataplane) closeParts() {
+	if kp := d.parts.KernelPath; kp != nil {
+		if err := kp.Close(); err != nil {
+			d.log.Warn("kernel path: detach", "err", err)
+		}
+	}
 	for _, c := range d.parts.Underlay.Closers {
 		c.Close()
 	}

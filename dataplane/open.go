@@ -86,6 +86,27 @@ func openParts(cfg *config.Config, log *slog.Logger) (Parts, error) {
 		parts.PacketSend = ps
 		log.Info("packet sockets send the raw-IP tunnel's packets", "via", ps.Link.Name)
 	}
+	if k := cfg.Underlay.KernelPath; k == config.KernelPathAuto || k == config.KernelPathOn {
+		kp, err := openKernelPath(cfg, devs)
+		switch {
+		case err == nil:
+			parts.KernelPath = kp
+			log.Info("kernel path attached: the kernel encapsulates and decapsulates the peers' IPv4 traffic; tunneld carries the rest")
+		case k == config.KernelPathOn:
+			closeAll(parts)
+			if parts.TunnelTAP != nil {
+				parts.TunnelTAP.TAP.Close()
+			}
+			if ps := parts.PacketSend; ps != nil {
+				for _, c := range ps.Closers {
+					c.Close()
+				}
+			}
+			return Parts{}, err
+		default:
+			log.Warn("kernel path not used; the user-space path carries everything", "err", err)
+		}
+	}
 	return parts, nil
 }
 

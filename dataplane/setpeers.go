@@ -36,6 +36,7 @@ func (d *Dataplane) setPeers(peers []*Peer, routesOwned map[netip.Prefix]bool) e
 		}
 	}
 	d.table.Store(NewTable(peers))
+	d.syncKernelPath(peers)
 	var err error
 	d.routes, err = d.syncRoutes(peers, routesOwned)
 	return err

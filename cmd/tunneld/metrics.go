@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"tunnelplane/dataplane"
+	"tunnelplane/dataplane/bpfpath"
 	"tunnelplane/dataplane/config"
 	"tunnelplane/dataplane/flannel"
 )
@@ -42,6 +43,9 @@ func newMetrics(dp *dataplane.Dataplane, cfg *config.Config, backendName string)
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if dp != nil {
 		m.reg.MustRegister(newCollector(dp))
+		if _, ok, _ := dp.KernelPathCounters(); ok {
+			m.reg.MustRegister(kernelPathCollector{dp})
+		}
 	} else {
 		m.reg.MustRegister(m.peers)
 	}
@@ -61,4 +65,25 @@ func (m *metrics) addFlannel(st *flannel.Stats) {
 		counter("tunneld_flannel_lease_renewals_total", "Renewals of this node's own lease.", st.Renewals.Load),
 		counter("tunneld_flannel_snapshots_total", "Peer snapshots built from flannel leases (one per burst of changes).", st.Snapshots.Load),
 	)
+}
+
+var kernelPathDesc = prometheus.NewDesc("tunneld_kernel_path_packets_total",
+	"Packets the in-kernel fast path (underlay.kernel_path) saw, by what became of them: encap_sent and decap_received it carried, encap_no_room it dropped, the rest it left to the user-space path.",
+	[]string{"reason"}, nil)
+
+// kernelPathCollector reads the fast path's per-CPU counters at scrape
+// time; every reason is exported, zeros included.
+type kernelPathCollector struct{ dp *dataplane.Dataplane }
+
+func (kernelPathCollector) Describe(ch chan<- *prometheus.Desc) { ch <- kernelPathDesc }
+
+func (k kernelPathCollector) Collect(ch chan<- prometheus.Metric) {
+	c, ok, err := k.dp.KernelPathCounters()
+	if !ok || err != nil {
+		ch <- prometheus.NewInvalidMetric(kernelPathDesc, err)
+		return
+	}
+	for r, v := range c {
+		ch <- prometheus.MustNewConstMetric(kernelPathDesc, prometheus.CounterValue, float64(v), bpfpath.Reason(r).String())
+	}
 }

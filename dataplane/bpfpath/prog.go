@@ -92,6 +92,7 @@ const (
 	skbProtocol = 16
 	skbData     = 76
 	skbDataEnd  = 80
+	skbGSOSize  = 176
 
 	admRoomMAC = 1 // BPF_ADJ_ROOM_MAC: room after the link-layer header
 
@@ -125,10 +126,12 @@ const (
 	EncapNotIPv4                   // left to the device: not IPv4
 	EncapShort                     // left to the device: shorter than an IPv4 header
 	EncapNoPeer                    // left to the device: no peer's prefix holds the destination
+	EncapNotTCPGSO                 // left to the device: a super-packet that is not TCP's (UDP GSO; the kernel resizes only TCP's with these flags)
 	EncapTooLong                   // left to the device: would exceed 64 KB with the outer headers
 	EncapNoRoom                    // dropped: the kernel could not make room for the headers (out of memory)
 	DecapReceived                  // decapsulated and handed to the overlay device
 	DecapOther                     // left to the stack: not this tunnel's (other protocol, port, VNI, inner type)
+	DecapBatch                     // left to the stack: a batch of datagrams (UDP GSO or GRO), each with its own outer headers
 	DecapShort                     // left to the stack: shorter than the headers
 	DecapFragment                  // left to the stack: an outer fragment, or IPv4 options
 	DecapUnknownPeer               // left to the stack: from an address that is not the peer
@@ -136,8 +139,8 @@ const (
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"encap_sent", "encap_not_ipv4", "encap_short", "encap_no_peer", "encap_too_long", "encap_no_room",
-	"decap_received", "decap_other", "decap_short", "decap_fragment", "decap_unknown_peer", "decap_no_room"}
+var reasonNames = [NumReasons]string{"encap_sent", "encap_not_ipv4", "encap_short", "encap_no_peer", "encap_not_tcp_gso", "encap_too_long", "encap_no_room",
+	"decap_received", "decap_other", "decap_batch", "decap_short", "decap_fragment", "decap_unknown_peer", "decap_no_room"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -335,7 +338,11 @@ func (c Config) EncapProgram() (asm.Instructions, error) {
 		asm.LoadMem(asm.R4, asm.R2, 0, asm.Byte).WithSymbol("inner"),
 		asm.RSh.Imm(asm.R4, 4),
 		asm.JNE.Imm(asm.R4, 4, "pass_"+EncapNotIPv4.String()),
-		asm.LoadMem(asm.R4, asm.R2, 16, asm.Word),
+		asm.LoadMem(asm.R4, ctx, skbGSOSize, asm.Word),
+		asm.JEq.Imm(asm.R4, 0, "not_gso"),
+		asm.LoadMem(asm.R4, asm.R2, 9, asm.Byte),
+		asm.JNE.Imm(asm.R4, 6, "pass_"+EncapNotTCPGSO.String()),
+		asm.LoadMem(asm.R4, asm.R2, 16, asm.Word).WithSymbol("not_gso"),
 		asm.StoreMem(asm.R10, stKey+4, asm.R4, asm.Word),
 		asm.StoreImm(asm.R10, stKey, 32, asm.Word),
 	}
@@ -491,7 +498,7 @@ func (c Config) EncapProgram() (asm.Instructions, error) {
 		asm.Mov.Imm(asm.R0, tcxDrop).WithSymbol("drop"),
 		asm.Return(),
 	)
-	for _, r := range []Reason{EncapNotIPv4, EncapShort, EncapNoPeer, EncapTooLong} {
+	for _, r := range []Reason{EncapNotIPv4, EncapShort, EncapNoPeer, EncapNotTCPGSO, EncapTooLong} {
 		p = append(p, passWith(r)...)
 	}
 	return p, nil
@@ -510,7 +517,7 @@ func (c Config) DecapProgram() (asm.Instructions, error) {
 	}
 	h := c.header()
 	over := int32(len(h))
-	need := int32(ethLen) + over
+	need := int32(ethLen) + over + 4 // and the inner IPv4 header's first word
 	const ctx = asm.R6
 	l := c.Local.As4()
 	p := asm.Instructions{
@@ -564,9 +571,19 @@ func (c Config) DecapProgram() (asm.Instructions, error) {
 		)
 	}
 	p = append(p,
+		// A super-packet must be one outer packet around one inner (a
+		// TSO or GRO'd TCP stream); a UDP GSO or GRO batch is datagrams
+		// each with its own outer headers, for the sockets to take apart.
+		asm.LoadMem(asm.R4, ctx, skbGSOSize, asm.Word),
+		asm.JEq.Imm(asm.R4, 0, "one_packet"),
+		asm.LoadMem(asm.R4, asm.R2, int16(ethLen+over+2), asm.Half),
+		asm.HostTo(asm.BE, asm.R4, asm.Half),
+		asm.LoadMem(asm.R5, ctx, skbLen, asm.Word),
+		asm.Add.Imm(asm.R5, -(ethLen+over)),
+		asm.JNE.Reg(asm.R4, asm.R5, "pass_"+DecapBatch.String()),
 		// The source last: a peer in the map, or the user-space path
 		// counts it as spoofed.
-		asm.LoadMem(asm.R4, asm.R2, ethLen+12, asm.Word),
+		asm.LoadMem(asm.R4, asm.R2, ethLen+12, asm.Word).WithSymbol("one_packet"),
 		asm.StoreMem(asm.R10, -8, asm.R4, asm.Word),
 		asm.LoadMapPtr(asm.R1, 0).WithReference(remotesSym),
 		asm.Mov.Reg(asm.R2, asm.R10),
@@ -588,7 +605,7 @@ func (c Config) DecapProgram() (asm.Instructions, error) {
 		asm.FnRedirect.Call(),
 		asm.Return(),
 	)
-	for _, r := range []Reason{DecapOther, DecapShort, DecapFragment, DecapUnknownPeer, DecapNoRoom} {
+	for _, r := range []Reason{DecapOther, DecapBatch, DecapShort, DecapFragment, DecapUnknownPeer, DecapNoRoom} {
 		p = append(p, passWith(r)...)
 	}
 	return p, nil

@@ -182,7 +182,22 @@ type Underlay struct {
 	// or "" (the raw IP socket) or RawSendPacket (packet sockets on the
 	// underlay device; docs/OPERATIONS.md says what they bypass).
 	RawSend string
+	// KernelPath is whether tunneld loads its in-kernel fast path (tc
+	// programs that encapsulate on the device's egress and decapsulate on
+	// the underlay's ingress, dataplane/bpfpath): KernelPathOff or ""
+	// (the user-space path carries everything), KernelPathAuto (loaded
+	// where the kernel and the config allow it; else as off, with a
+	// warning) or KernelPathOn (the same, and tunneld does not start
+	// without it). docs/OPERATIONS.md says what the path bypasses.
+	KernelPath string
 }
+
+// Values of Underlay.KernelPath.
+const (
+	KernelPathOff  = "off"
+	KernelPathAuto = "auto"
+	KernelPathOn   = "on"
+)
 
 // Values of Underlay.RawSend.
 const (

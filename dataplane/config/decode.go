@@ -18,7 +18,7 @@ var (
 	topKeys      = []string{"device", "encap", "underlay", "peers", "peers_from", "flannel", "backend", "offload", "pipeline", "inline_answers", "queues", "wake_tick", "metrics", "log"}
 	deviceKeys   = []string{"name", "mode", "mtu", "addresses", "mac"}
 	encapKeys    = []string{"preset", "type", "vni", "port", "key", "checksum", "sequence", "ttl", "tos", "df"}
-	underlayKeys = []string{"local", "mtu", "tunnel_gso", "raw_send"}
+	underlayKeys = []string{"local", "mtu", "tunnel_gso", "raw_send", "kernel_path"}
 	peerKeys     = []string{"remote", "prefixes", "mac"}
 	flannelKeys  = []string{"subnet_manager", "etcd_endpoints", "etcd_prefix", "kubeconfig", "node_name", "net_conf", "subnet_file"}
 	metricsKeys  = []string{"listen", "pprof"}
@@ -169,6 +169,8 @@ func (d *decoder) decode(data []byte) *Config {
 					c.Underlay.TunnelGSO, _ = d.str(n, path)
 				case "raw_send":
 					c.Underlay.RawSend, _ = d.str(n, path)
+				case "kernel_path":
+					c.Underlay.KernelPath, _ = d.str(n, path)
 				}
 			})
 		case "peers":

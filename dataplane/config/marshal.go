@@ -45,10 +45,11 @@ type (
 		DF       any       `yaml:"df"`
 	}
 	fileUnderlay struct {
-		Local     string `yaml:"local"`
-		MTU       int    `yaml:"mtu"`
-		TunnelGSO string `yaml:"tunnel_gso,omitempty"`
-		RawSend   string `yaml:"raw_send,omitempty"`
+		Local      string `yaml:"local"`
+		MTU        int    `yaml:"mtu"`
+		TunnelGSO  string `yaml:"tunnel_gso,omitempty"`
+		RawSend    string `yaml:"raw_send,omitempty"`
+		KernelPath string `yaml:"kernel_path,omitempty"`
 	}
 	fileFlannel struct {
 		SubnetManager string   `yaml:"subnet_manager"`
@@ -79,7 +80,7 @@ func (c *Config) Marshal() ([]byte, error) {
 			Addresses: []string{},
 		},
 		Encap:         fileEncap{Preset: c.Encap.Preset, Type: c.Encap.Type, TTL: c.Encap.TTL, TOS: "inherit", DF: "inherit"},
-		Underlay:      fileUnderlay{Local: c.Underlay.Local.String(), MTU: c.Underlay.MTU, TunnelGSO: c.Underlay.TunnelGSO, RawSend: c.Underlay.RawSend},
+		Underlay:      fileUnderlay{Local: c.Underlay.Local.String(), MTU: c.Underlay.MTU, TunnelGSO: c.Underlay.TunnelGSO, RawSend: c.Underlay.RawSend, KernelPath: c.Underlay.KernelPath},
 		Peers:         []filePeer{},
 		PeersFrom:     c.PeersFrom,
 		Backend:       c.Backend,

@@ -331,6 +331,15 @@ func (v *validator) underlay() {
 	default:
 		v.fail("underlay.tunnel_gso", `must be "off", "auto" or "on", not %q`, u.TunnelGSO)
 	}
+	switch u.KernelPath {
+	case "", KernelPathOff, KernelPathAuto:
+	case KernelPathOn:
+		if why := v.c.KernelPathUnfit(); why != "" {
+			v.fail("underlay.kernel_path", "on %s (auto falls back with a warning)", why)
+		}
+	default:
+		v.fail("underlay.kernel_path", `must be "off", "auto" or "on", not %q`, u.KernelPath)
+	}
 	switch u.RawSend {
 	case "", RawSendSocket:
 	case RawSendPacket:
@@ -536,4 +545,25 @@ func peerName(c *Config, i int) string {
 		return fmt.Sprintf("peers[%d] (%s)", i, r)
 	}
 	return fmt.Sprintf("peers[%d]", i)
+}
+
+// KernelPathUnfit says why the in-kernel fast path cannot carry this
+// config's tunnel, or "" when it can: the programs do plain IPIP, GRE
+// (RFC 2784: no key, checksum or sequence) and VXLAN over IPv4, for IP
+// packets on a TUN, in the userspace backend.
+func (c *Config) KernelPathUnfit() string {
+	e := c.Encap
+	switch {
+	case e.Type != EncapIPIP && e.Type != EncapGRE && e.Type != EncapVXLAN:
+		return fmt.Sprintf("needs ipip, gre or vxlan, not %s", e.Type)
+	case e.Type == EncapGRE && (e.HasKey || e.Checksum || e.Sequence):
+		return "needs plain gre (no key, checksum or sequence)"
+	case c.Underlay.Local.Is6():
+		return fmt.Sprintf("needs an IPv4 underlay; %s is IPv6", c.Underlay.Local)
+	case c.Device.Mode == ModeTAP:
+		return "needs device.mode: tun (the programs carry IP packets, not frames)"
+	case c.Backend == BackendKernel:
+		return "is for the userspace backend; backend kernel is the kernel's own tunnel already"
+	}
+	return ""
 }

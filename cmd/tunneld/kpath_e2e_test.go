@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"tunnelplane/bench/topo"
+)
+
+// TestKernelPath runs tunneld with underlay.kernel_path: on against a
+// tunneld without it (the user-space path on the other end) for each
+// encapsulation, and against the kernel's vxlan device, in both veth
+// offload settings: ping both ways, TCP both ways checked by hash, UDP.
+// The metrics must show that the programs, not the user-space path,
+// carried the traffic both ways.
+func TestKernelPath(t *testing.T) {
+	for _, tc := range []struct{ encap, peer string }{
+		{"ipip", "tunneld"}, {"gre", "tunneld"}, {"vxlan", "tunneld"}, {"vxlan", "kernel"},
+	} {
+		t.Run(tc.encap+"/"+tc.peer, func(t *testing.T) {
+			bothOffloads(t, func(t *testing.T, offloads bool) { kernelPathCase(t, tc.encap, tc.peer, offloads) })
+		})
+	}
+}
+
+func kernelPathCase(t *testing.T, enc, peer string, offloads bool) {
+	p := topo.NewPair(t, topo.PairOptions{Offloads: offloads})
+	la, lb := p.AddrA.Addr(), p.AddrB.Addr()
+	oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
+	macA, macB := [6]byte{2, 0, 0, 0, 1, 1}, [6]byte{2, 0, 0, 0, 2, 2}
+	encYAML := fmt.Sprintf("  type: %s\n", enc)
+	if enc == "vxlan" {
+		encYAML += "  vni: 42\n"
+	}
+	cfgA := tunneldConfig("tun", encYAML, "", la, lb, oa, ob, "02:00:00:00:01:01", "02:00:00:00:02:02")
+	cfgA = strings.Replace(cfgA, "underlay:\n", "underlay:\n  kernel_path: on\n", 1)
+	cfgA = strings.Replace(cfgA, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+	a := startTunneld(t, p.A, "tp0", cfgA)
+	if !strings.Contains(a.log.String(), "kernel path attached") {
+		t.Fatalf("tunneld did not attach the kernel path:\n%s", a.log)
+	}
+	if peer == "kernel" {
+		if err := p.B.AddKernelVXLAN(topo.KernelVXLAN{
+			Name: "vxlan0", VNI: 42, Port: 4789, Local: lb, Remote: la, MAC: macB, Addr: ob, MTU: 1450,
+		}, oa.Addr(), macA); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		startTunneld(t, p.B, "tp0", tunneldConfig("tun", encYAML, "", lb, la, ob, oa, "02:00:00:00:02:02", "02:00:00:00:01:01"))
+	}
+	ping(t, p.A, ob.Addr())
+	ping(t, p.B, oa.Addr())
+	tcpTransfer(t, p.A, p.B, ob.Addr(), 32<<20)
+	tcpTransfer(t, p.B, p.A, oa.Addr(), 4<<20)
+	udpTransfer(t, p.A, p.B, ob.Addr(), 200)
+
+	text := scrape(t, p.A)
+	v := func(reason string) float64 {
+		return metricValue(t, text, "tunneld_kernel_path_packets_total", `reason="`+reason+`"`)
+	}
+	sent, got, batch, noRoom := v("encap_sent"), v("decap_received"), v("decap_batch"), v("encap_no_room")
+	t.Logf("kernel path: encap_sent %.0f decap_received %.0f decap_batch %.0f encap_no_peer %.0f decap_other %.0f decap_unknown_peer %.0f",
+		sent, got, batch, v("encap_no_peer"), v("decap_other"), v("decap_unknown_peer"))
+	// ping 3 + TCP (32 MB out, acks of 4 MB) + UDP 200 at the least. A
+	// user-space VXLAN peer sends UDP GSO batches over a veth with its
+	// offloads on: those are the sockets' to take apart, not the programs'.
+	if peer == "tunneld" && enc == "vxlan" && offloads {
+		got += batch
+	}
+	if sent < 200 || got < 200 {
+		t.Errorf("the kernel path carried %.0f out and %.0f in; the traffic went another way", sent, got)
+	}
+	if noRoom != 0 {
+		t.Errorf("%.0f packets dropped for want of room", noRoom)
+	}
+	if d := metricValue(t, text, "tunneld_drops_total", `reason="unknown_peer"`); d != 0 {
+		t.Errorf("%.0f unknown-peer drops", d)
+	}
+}
+
+// TestKernelPathAutoWithout: kernel_path: auto where the programs cannot
+// carry the tunnel (IP-in-UDP) starts and forwards through the user-space
+// path, saying why.
+func TestKernelPathAutoWithout(t *testing.T) {
+	bothOffloads(t, func(t *testing.T, offloads bool) {
+		p := topo.NewPair(t, topo.PairOptions{Offloads: offloads})
+		la, lb := p.AddrA.Addr(), p.AddrB.Addr()
+		oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
+		enc := "  type: ipudp\n"
+		cfgA := strings.Replace(tunneldConfig("tun", enc, "", la, lb, oa, ob, "", ""), "underlay:\n", "underlay:\n  kernel_path: auto\n", 1)
+		a := startTunneld(t, p.A, "tp0", cfgA)
+		startTunneld(t, p.B, "tp0", tunneldConfig("tun", enc, "", lb, la, ob, oa, "", ""))
+		ping(t, p.A, ob.Addr())
+		tcpTransfer(t, p.A, p.B, ob.Addr(), 4<<20)
+		if !strings.Contains(a.log.String(), "kernel path not used") {
+			t.Errorf("no word on why the kernel path is not used:\n%s", a.log)
+		}
+	})
+}

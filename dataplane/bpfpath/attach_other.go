@@ -1,0 +1,23 @@
+//go:build !linux
+
+package bpfpath
+
+import "errors"
+
+// Path is the attached fast path; elsewhere than Linux there is none.
+type Path struct{}
+
+// ErrUnsupported is what Attach returns where tc programs do not exist.
+var ErrUnsupported = errors.New("bpfpath: the in-kernel fast path needs Linux")
+
+// Attach reports ErrUnsupported.
+func Attach(Config) (*Path, error) { return nil, ErrUnsupported }
+
+// SetPeers does nothing.
+func (*Path) SetPeers([]Peer) (int, error) { return 0, ErrUnsupported }
+
+// Counters reports ErrUnsupported.
+func (*Path) Counters() ([NumReasons]uint64, error) { return [NumReasons]uint64{}, ErrUnsupported }
+
+// Close does nothing.
+func (*Path) Close() error { return nil }
