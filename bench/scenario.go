@@ -42,6 +42,10 @@ type Scenario struct {
 	// PacketSend runs tunneld with underlay.raw_send: packet (raw-IP
 	// tunnels send through packet sockets).
 	PacketSend bool
+	// KernelPath runs tunneld with underlay.kernel_path: on (the
+	// in-kernel fast path carries the peers' IPv4 traffic; tunneld the
+	// rest).
+	KernelPath bool
 }
 
 // tunneldConfig applies the scenario's underlay choices to a rendered
@@ -52,6 +56,9 @@ func (sc Scenario) tunneldConfig(cfg string) string {
 	}
 	if sc.PacketSend {
 		cfg = strings.Replace(cfg, "underlay:\n", "underlay:\n  raw_send: packet\n", 1)
+	}
+	if sc.KernelPath {
+		cfg = strings.Replace(cfg, "underlay:\n", "underlay:\n  kernel_path: on\n", 1)
 	}
 	return cfg
 }
@@ -73,9 +80,14 @@ var Scenarios = []Scenario{
 	{Name: "tunneld-ipudp", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipudp\n"},
 	{Name: "tunneld-ipudp-gso", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipudp\n", TunnelGSO: true},
 	{Name: "tunneld-vxlan-tap", Kind: KindTunneld, Mode: "tap", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
+	{Name: "tunneld-vxlan-kpath", Kind: KindTunneld, Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n", KernelPath: true},
+	{Name: "tunneld-ipip-kpath", Kind: KindTunneld, Mode: "tun", Encap: "  type: ipip\n", KernelPath: true},
+	{Name: "tunneld-gre-kpath", Kind: KindTunneld, Mode: "tun", Encap: "  type: gre\n", KernelPath: true},
 	{Name: "tunneld-to-kernel", Kind: KindMixed, TunneldSide: "a", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
 	{Name: "tunneld-gso-to-kernel", Kind: KindMixed, TunneldSide: "a", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n", TunnelGSO: true},
 	{Name: "kernel-to-tunneld", Kind: KindMixed, TunneldSide: "b", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n"},
+	{Name: "kpath-to-kernel", Kind: KindMixed, TunneldSide: "a", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n", KernelPath: true},
+	{Name: "kernel-to-kpath", Kind: KindMixed, TunneldSide: "b", Mode: "tun", Encap: "  type: vxlan\n  vni: 42\n  port: 4789\n", KernelPath: true},
 }
 
 // ScenarioNames returns the names of all scenarios.
