@@ -14,7 +14,11 @@
 //     neither the vxlan nor the openvswitch module;
 //   - tunneld-vxlan, -ipip, -gre, -ipudp (TUN) and tunneld-vxlan-tap:
 //     tunneld on both sides (overlay 10.200.0.1 <-> 10.200.0.2), started
-//     with GODEBUG=gctrace=1 and the metrics server off.
+//     with GODEBUG=gctrace=1 and the metrics server off; the -gso, -pkt
+//     and -kpath variants with underlay.tunnel_gso, raw_send: packet and
+//     kernel_path: on (the in-kernel fast path) on both sides;
+//   - tunneld-to-kernel, kernel-to-tunneld and their -gso and kpath
+//     variants: tunneld on one side, the kernel's vxlan on the other.
 //
 // Each scenario runs on a fresh pair, with the veth offloads on or off,
 // and is torn down afterwards whatever happens (Run).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -66,10 +67,13 @@ func kernelPathCase(t *testing.T, enc, peer string, offloads bool) {
 	// ping 3 + TCP (32 MB out, acks of 4 MB) + UDP 200 at the least. A
 	// user-space VXLAN peer sends UDP GSO batches over a veth with its
 	// offloads on: those are the sockets' to take apart, not the programs'.
+	// Each counts once per skb, and a batch holds up to 64 of them.
+	least := 200.0
 	if peer == "tunneld" && enc == "vxlan" && offloads {
 		got += batch
+		least = 50
 	}
-	if sent < 200 || got < 200 {
+	if sent < 200 || got < least {
 		t.Errorf("the kernel path carried %.0f out and %.0f in; the traffic went another way", sent, got)
 	}
 	if noRoom != 0 {
@@ -77,6 +81,31 @@ func kernelPathCase(t *testing.T, enc, peer string, offloads bool) {
 	}
 	if d := metricValue(t, text, "tunneld_drops_total", `reason="unknown_peer"`); d != 0 {
 		t.Errorf("%.0f unknown-peer drops", d)
+	}
+
+	// A reload that gives the peer another prefix reaches the maps (after
+	// the privilege drop: map writes need only the descriptors): a
+	// datagram to it is encapsulated by the programs, none is left to the
+	// device for want of a peer.
+	reloadWith(t, a, strings.Replace(cfgA, "prefixes: [", "prefixes: [10.200.9.0/24, ", 1), 1)
+	if strings.Contains(a.log.String(), "peers not all written") {
+		t.Fatalf("the reload's peers did not reach the kernel path:\n%s", a.log)
+	}
+	err := p.A.Do(func() error {
+		c, err := net.Dial("udp4", "10.200.9.1:9")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("x"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = scrape(t, p.A)
+	if after, noPeer := v("encap_sent"), v("encap_no_peer"); after <= sent || noPeer != 0 {
+		t.Errorf("after the reload: encap_sent %.0f (was %.0f), encap_no_peer %.0f", after, sent, noPeer)
 	}
 }
 

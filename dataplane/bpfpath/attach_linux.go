@@ -16,7 +16,6 @@ import (
 // (tcx links live with their file descriptors), so a crashed tunneld
 // leaves no datapath behind.
 type Path struct {
-	cfg            Config
 	counters       *ebpf.Map
 	peers, remotes *ebpf.Map
 	progs          []*ebpf.Program
@@ -58,6 +57,33 @@ func (k lpmKey) bytes() []byte {
 // both devices. Loading needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN).
 // The path carries nothing until SetPeers gives it peers.
 func Attach(c Config) (*Path, error) {
+	pa, err := load(c)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range []struct {
+		ifidx  int
+		attach ebpf.AttachType
+	}{
+		{c.Device, ebpf.AttachTCXEgress},
+		{c.Underlay, ebpf.AttachTCXIngress},
+	} {
+		l, err := link.AttachTCX(link.TCXOptions{Interface: s.ifidx, Program: pa.progs[i], Attach: s.attach})
+		if err != nil {
+			pa.Close()
+			return nil, fmt.Errorf("bpfpath: attach %s to ifindex %d: %w", progNames[i], s.ifidx, err)
+		}
+		pa.links = append(pa.links, l)
+	}
+	return pa, nil
+}
+
+// progNames are the programs' names, encap then decap, as bpftool shows them.
+var progNames = [2]string{"tp_encap", "tp_decap"}
+
+// load creates the maps and loads the programs (through the verifier)
+// without attaching them.
+func load(c Config) (*Path, error) {
 	enc, err := c.EncapProgram()
 	if err != nil {
 		return nil, err
@@ -70,7 +96,7 @@ func Attach(c Config) (*Path, error) {
 	if maxPeers == 0 {
 		maxPeers = 1 << 16
 	}
-	pa := &Path{cfg: c, havePeers: map[lpmKey]peerVal{}, haveRemotes: map[[4]byte]uint32{}}
+	pa := &Path{havePeers: map[lpmKey]peerVal{}, haveRemotes: map[[4]byte]uint32{}}
 	for _, m := range []struct {
 		dst  **ebpf.Map
 		spec ebpf.MapSpec
@@ -92,32 +118,18 @@ func Attach(c Config) (*Path, error) {
 			}
 		}
 	}
-	for _, s := range []struct {
-		name   string
-		insns  asm.Instructions
-		ifidx  int
-		attach ebpf.AttachType
-	}{
-		{"tp_encap", enc, c.Device, ebpf.AttachTCXEgress},
-		{"tp_decap", dec, c.Underlay, ebpf.AttachTCXIngress},
-	} {
+	for i, insns := range []asm.Instructions{enc, dec} {
 		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-			Name:         s.name,
+			Name:         progNames[i],
 			Type:         ebpf.SchedCLS,
-			Instructions: s.insns,
+			Instructions: insns,
 			License:      "Apache-2.0",
 		})
 		if err != nil {
 			pa.Close()
-			return nil, fmt.Errorf("bpfpath: load %s (%s): %w", s.name, c.Encap, err)
+			return nil, fmt.Errorf("bpfpath: load %s (%s): %w", progNames[i], c.Encap, err)
 		}
 		pa.progs = append(pa.progs, prog)
-		l, err := link.AttachTCX(link.TCXOptions{Interface: s.ifidx, Program: prog, Attach: s.attach})
-		if err != nil {
-			pa.Close()
-			return nil, fmt.Errorf("bpfpath: attach %s to ifindex %d: %w", s.name, s.ifidx, err)
-		}
-		pa.links = append(pa.links, l)
 	}
 	return pa, nil
 }
