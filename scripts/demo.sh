@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/tunneld}
 ENCAP=${ENCAP:-vxlan}
 DURATION=${DURATION:-3}
+KERNEL_PATH=${KERNEL_PATH:-off} # on: the in-kernel fast path (underlay.kernel_path) carries the tunnel
 suffix=$$
 A=tp-demo-a-$suffix B=tp-demo-b-$suffix
 work=$(mktemp -d)
@@ -40,6 +41,7 @@ encap:
   type: $ENCAP
 underlay:
   local: $1
+  kernel_path: $KERNEL_PATH
 peers:
   - remote: $2
     prefixes: [$4/32]
@@ -67,5 +69,5 @@ gbps=$(ip netns exec "$A" iperf3 -c 10.200.0.2 -t "$DURATION" -J 2>/dev/null | p
 wait $srv 2>/dev/null || true
 
 echo
-printf '%-10s %-8s %-12s %-14s %s\n' encap "ping" "loss %" "rtt avg ms" "TCP Gbit/s"
-printf '%-10s %-8s %-12s %-14s %s\n' "$ENCAP" ok "$loss" "$rtt" "$gbps"
+printf '%-10s %-12s %-8s %-12s %-14s %s\n' encap kernel_path "ping" "loss %" "rtt avg ms" "TCP Gbit/s"
+printf '%-10s %-12s %-8s %-12s %-14s %s\n' "$ENCAP" "$KERNEL_PATH" ok "$loss" "$rtt" "$gbps"
