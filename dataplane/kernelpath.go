@@ -41,12 +41,14 @@ func openKernelPath(cfg *config.Config, devs []device.Device) (*bpfpath.Path, er
 		DF:       cfg.Encap.DF,
 		Device:   ifc.Index,
 		Underlay: link.Index,
-		MaxPeers: maxKernelPathPrefixes,
+		MaxPeers: 2 * maxKernelPathPrefixes,
 	})
 }
 
-// maxKernelPathPrefixes bounds the fast path's maps; prefixes past it stay
-// with the user-space path.
+// maxKernelPathPrefixes bounds what the fast path carries; prefixes past
+// it stay with the user-space path. The maps hold twice as many, because
+// SetPeers writes new entries before it deletes the old: a full table
+// replaced by another full one must fit.
 const maxKernelPathPrefixes = 1 << 17
 
 // kernelPathPeers is what the fast path carries of a table: every IPv4

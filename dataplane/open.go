@@ -92,6 +92,16 @@ func openParts(cfg *config.Config, log *slog.Logger) (Parts, error) {
 		case err == nil:
 			parts.KernelPath = kp
 			log.Info("kernel path attached: the kernel encapsulates and decapsulates the peers' IPv4 traffic; tunneld carries the rest")
+			// With UDP GRO on our sockets the kernel would coalesce the
+			// peers' VXLAN datagrams into batches before the decap
+			// program sees them, and it leaves batches to the sockets.
+			for _, q := range socks.Queues {
+				if g, ok := q.Recv.(interface{ SetGRO(bool) error }); ok {
+					if err := g.SetGRO(false); err != nil {
+						log.Warn("kernel path: UDP GRO stays on; coalesced datagrams go the user-space way", "err", err)
+					}
+				}
+			}
 		case k == config.KernelPathOn:
 			closeAll(parts)
 			if parts.TunnelTAP != nil {

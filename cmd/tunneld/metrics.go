@@ -80,8 +80,7 @@ func (kernelPathCollector) Describe(ch chan<- *prometheus.Desc) { ch <- kernelPa
 func (k kernelPathCollector) Collect(ch chan<- prometheus.Metric) {
 	c, ok, err := k.dp.KernelPathCounters()
 	if !ok || err != nil {
-		ch <- prometheus.NewInvalidMetric(kernelPathDesc, err)
-		return
+		return // detached (shutting down) or unreadable: no series rather than a failed scrape
 	}
 	for r, v := range c {
 		ch <- prometheus.MustNewConstMetric(kernelPathDesc, prometheus.CounterValue, float64(v), bpfpath.Reason(r).String())

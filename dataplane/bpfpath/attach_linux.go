@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -20,7 +21,7 @@ type Path struct {
 	peers, remotes *ebpf.Map
 	progs          []*ebpf.Program
 	links          []link.Link
-	mu             sync.Mutex // SetPeers
+	mu             sync.Mutex // SetPeers, Counters, Close: the maps go on Close
 	havePeers      map[lpmKey]peerVal
 	haveRemotes    map[[4]byte]uint32
 }
@@ -144,6 +145,9 @@ func load(c Config) (*Path, error) {
 func (pa *Path) SetPeers(peers []Peer) (skipped int, err error) {
 	pa.mu.Lock()
 	defer pa.mu.Unlock()
+	if pa.peers == nil {
+		return 0, ErrClosed
+	}
 	want := make(map[lpmKey]peerVal, len(peers))
 	remotes := make(map[[4]byte]uint32)
 	for _, p := range peers {
@@ -160,12 +164,17 @@ func (pa *Path) SetPeers(peers []Peer) (skipped int, err error) {
 	}
 	// Remotes first, so a decap that a new prefix's peer needs is there
 	// when its first packet is; removed last, for the same reason.
+	// Every step runs whatever failed before it, so that one refused
+	// write does not keep stale entries (a removed prefix still sent to
+	// its old peer) until the next change.
+	var errs []error
 	for r, n := range remotes {
 		if pa.haveRemotes[r] == n {
 			continue
 		}
 		if err := pa.remotes.Put(r[:], n); err != nil {
-			return skipped, fmt.Errorf("bpfpath: peer %v: %w", r, err)
+			errs = append(errs, fmt.Errorf("bpfpath: peer %v: %w", netip.AddrFrom4(r), err))
+			continue
 		}
 		pa.haveRemotes[r] = n
 	}
@@ -174,7 +183,8 @@ func (pa *Path) SetPeers(peers []Peer) (skipped int, err error) {
 			continue
 		}
 		if err := pa.peers.Put(k.bytes(), v.bytes()); err != nil {
-			return skipped, fmt.Errorf("bpfpath: prefix %v/%d: %w", k.Addr, k.Bits, err)
+			errs = append(errs, fmt.Errorf("bpfpath: prefix %v/%d: %w", netip.AddrFrom4(k.Addr), k.Bits, err))
+			continue
 		}
 		pa.havePeers[k] = v
 	}
@@ -183,7 +193,8 @@ func (pa *Path) SetPeers(peers []Peer) (skipped int, err error) {
 			continue
 		}
 		if err := pa.peers.Delete(k.bytes()); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return skipped, fmt.Errorf("bpfpath: prefix %v/%d: %w", k.Addr, k.Bits, err)
+			errs = append(errs, fmt.Errorf("bpfpath: prefix %v/%d: %w", netip.AddrFrom4(k.Addr), k.Bits, err))
+			continue
 		}
 		delete(pa.havePeers, k)
 	}
@@ -192,16 +203,25 @@ func (pa *Path) SetPeers(peers []Peer) (skipped int, err error) {
 			continue
 		}
 		if err := pa.remotes.Delete(r[:]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return skipped, fmt.Errorf("bpfpath: peer %v: %w", r, err)
+			errs = append(errs, fmt.Errorf("bpfpath: peer %v: %w", netip.AddrFrom4(r), err))
+			continue
 		}
 		delete(pa.haveRemotes, r)
 	}
-	return skipped, nil
+	return skipped, errors.Join(errs...)
 }
+
+// ErrClosed is what a Path's methods return after Close.
+var ErrClosed = errors.New("bpfpath: path closed")
 
 // Counters returns the programs' counts by Reason, summed over the CPUs.
 func (pa *Path) Counters() ([NumReasons]uint64, error) {
 	var out [NumReasons]uint64
+	pa.mu.Lock()
+	defer pa.mu.Unlock()
+	if pa.counters == nil {
+		return out, ErrClosed
+	}
 	for r := Reason(0); r < NumReasons; r++ {
 		var per []uint64
 		if err := pa.counters.Lookup(uint32(r), &per); err != nil {
@@ -216,6 +236,8 @@ func (pa *Path) Counters() ([NumReasons]uint64, error) {
 
 // Close detaches and unloads the programs.
 func (pa *Path) Close() error {
+	pa.mu.Lock()
+	defer pa.mu.Unlock()
 	var errs []error
 	for _, l := range pa.links {
 		errs = append(errs, l.Close())

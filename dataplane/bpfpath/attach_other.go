@@ -10,6 +10,9 @@ type Path struct{}
 // ErrUnsupported is what Attach returns where tc programs do not exist.
 var ErrUnsupported = errors.New("bpfpath: the in-kernel fast path needs Linux")
 
+// ErrClosed is what a Path's methods return after Close.
+var ErrClosed = errors.New("bpfpath: path closed")
+
 // Attach reports ErrUnsupported.
 func Attach(Config) (*Path, error) { return nil, ErrUnsupported }
 

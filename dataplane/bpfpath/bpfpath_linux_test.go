@@ -184,6 +184,9 @@ func checkForwarding(t *testing.T, p *topo.Pair, e Encap) {
 	}
 	frames := capt.StopFrames()
 	checkWire(t, frames, e, p)
+	// Full-size datagrams that are no super-packet (one skb each, as long
+	// as the device MTU) must be carried too.
+	fullSize(t, p, e)
 	// A destination no peer holds goes on to the TUN (where tunneld's
 	// user-space path would count it) and is counted here as no peer.
 	err = p.A.Do(func() error {
@@ -206,6 +209,9 @@ func checkForwarding(t *testing.T, p *topo.Pair, e Encap) {
 		if s.ns == p.A && (c[EncapSent] == 0 || c[EncapNoPeer] == 0) {
 			t.Errorf("%s: the encap program sent %d, left %d to the device for want of a peer (want > 0 both): %s",
 				s.ns.Name, c[EncapSent], c[EncapNoPeer], counterDump(t))
+		}
+		if c[EncapNoRoom] != 0 {
+			t.Errorf("%s: %d packets dropped for want of room: %s", s.ns.Name, c[EncapNoRoom], counterDump(t))
 		}
 		if c[DecapReceived] == 0 {
 			t.Errorf("%s: the decap program received nothing: %s", s.ns.Name, counterDump(t))
@@ -359,4 +365,45 @@ func onesSum(b []byte) uint32 {
 		s = s&0xffff + s>>16
 	}
 	return s
+}
+
+// fullSize sends datagrams as long as the overlay MTU allows, and shorter,
+// from A to B and checks that all arrive.
+func fullSize(t *testing.T, p *topo.Pair, e Encap) {
+	t.Helper()
+	var ln net.PacketConn
+	err := p.B.Do(func() (err error) {
+		ln, err = net.ListenPacket("udp4", net.JoinHostPort(overlayB.Addr().String(), "5302"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	mtu := 1500 - e.Overhead()
+	sizes := []int{mtu - 28, mtu - 29, 1000, 100}
+	err = p.A.Do(func() error {
+		c, err := net.Dial("udp4", net.JoinHostPort(overlayB.Addr().String(), "5302"))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for _, n := range sizes {
+			if _, err := c.Write(make([]byte, n)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65536)
+	for _, n := range sizes {
+		_ = ln.SetReadDeadline(time.Now().Add(2 * time.Second))
+		got, _, err := ln.ReadFrom(buf)
+		if err != nil || got != n {
+			t.Fatalf("datagram of %d bytes: got %d, %v (%s)", n, got, err, counterDump(t))
+		}
+	}
 }

@@ -303,9 +303,19 @@ func groSize(oob []byte) int {
 
 // EnableGRO asks the kernel to coalesce received datagrams of one flow
 // (UDP_GRO); ReadBatch then reports their size in GSOSize.
-func (c *BatchConn) EnableGRO() error {
+func (c *BatchConn) EnableGRO() error { return c.SetGRO(true) }
+
+// SetGRO turns the coalescing of EnableGRO on or off. Off matters where
+// something before the socket must see each datagram on its own: the
+// kernel path's decap program runs after GRO, and a coalesced batch is
+// no tunnel packet it can strip.
+func (c *BatchConn) SetGRO(on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
 	var serr error
-	err := c.rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) })
+	err := c.rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, v) })
 	return errors.Join(err, serr)
 }
 
