@@ -280,6 +280,7 @@ func transfer(t *testing.T, ctx context.Context, p *topo.Pair, n int) (sent, got
 func checkWire(t *testing.T, frames []topo.Frame, e Encap, p *topo.Pair) {
 	t.Helper()
 	var tunnel, super int
+	ids := map[uint16]bool{}
 	for _, f := range frames {
 		pk := gopacket.NewPacket(f.Data, layers.LayerTypeEthernet, gopacket.Default)
 		ip, _ := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
@@ -326,6 +327,7 @@ func checkWire(t *testing.T, frames []topo.Frame, e Encap, p *topo.Pair) {
 			if ip.Flags&layers.IPv4DontFragment != inner.Flags&layers.IPv4DontFragment {
 				t.Fatalf("outer DF differs from inner:\n%s", pk)
 			}
+			ids[ip.Id] = true
 			if ip.TTL != 64 {
 				t.Fatalf("outer TTL %d, want 64:\n%s", ip.TTL, pk)
 			}
@@ -339,6 +341,9 @@ func checkWire(t *testing.T, frames []topo.Frame, e Encap, p *topo.Pair) {
 	}
 	if tunnel == 0 {
 		t.Fatalf("no tunnel frame among %d captured", len(frames))
+	}
+	if len(ids) < 10 {
+		t.Errorf("%d distinct outer IP ids in what A sent; want one per packet", len(ids))
 	}
 	t.Logf("%d tunnel frames, %d of them super-packets carried whole (offloads %v)", tunnel, super, p.Offloads)
 	if p.Offloads && super == 0 {

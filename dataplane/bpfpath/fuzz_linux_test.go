@@ -24,6 +24,7 @@ import (
 var (
 	fuzzLocal  = netip.MustParseAddr("10.99.0.1")
 	fuzzRemote = netip.MustParseAddr("10.99.0.2")
+	fuzzMAC    = [6]byte{2, 0, 0, 0, 1, 1}
 )
 
 const (
@@ -37,7 +38,7 @@ const (
 func loadDecap(tb testing.TB, e Encap) *Path {
 	tb.Helper()
 	topo.RequireRoot(tb)
-	pa, err := load(Config{Encap: e, Local: fuzzLocal, VNI: 42, TOS: Inherit, DF: Inherit, Device: 1, Underlay: 1, MaxPeers: 16})
+	pa, err := load(Config{Encap: e, Local: fuzzLocal, VNI: 42, LocalMAC: fuzzMAC, TOS: Inherit, DF: Inherit, Device: 1, Underlay: 1, MaxPeers: 16})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -70,7 +71,8 @@ func wantDecap(e Encap, frame []byte) bool {
 		return binary.BigEndian.Uint16(ip[22:]) == vxlanDefault &&
 			bytes.Equal(ip[28:32], []byte{0x08, 0, 0, 0}) &&
 			binary.BigEndian.Uint32(ip[32:]) == 42<<8 &&
-			binary.BigEndian.Uint16(ip[48:]) == 0x0800
+			binary.BigEndian.Uint16(ip[48:]) == 0x0800 &&
+			bytes.Equal(ip[36:42], fuzzMAC[:])
 	}
 	return true
 }
@@ -82,6 +84,9 @@ func seedFrame(e Encap, n int) []byte {
 	h := c.header()
 	l := fuzzLocal.As4()
 	copy(h[16:20], l[:])
+	if e == VXLAN {
+		copy(h[36:42], fuzzMAC[:])
+	}
 	inner := make([]byte, 20+n)
 	inner[0], inner[8], inner[9] = 0x45, 64, 17
 	binary.BigEndian.PutUint16(inner[2:], uint16(len(inner)))

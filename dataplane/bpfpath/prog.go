@@ -128,7 +128,8 @@ const (
 	EncapNoPeer                    // left to the device: no peer's prefix holds the destination
 	EncapNotTCPGSO                 // left to the device: a super-packet that is not TCP's (UDP GSO; the kernel resizes only TCP's with these flags)
 	EncapTooLong                   // left to the device: would exceed 64 KB with the outer headers
-	EncapNoRoom                    // dropped: the kernel could not make room for the headers (out of memory)
+	EncapRefused                   // left to the device: the kernel would not add the outer headers (a packet already encapsulated, or too long for the device)
+	EncapNoRoom                    // dropped: no memory for the link-layer header after the outer ones were added
 	DecapReceived                  // decapsulated and handed to the overlay device
 	DecapOther                     // left to the stack: not this tunnel's (other protocol, port, VNI, inner type)
 	DecapBatch                     // left to the stack: a batch of datagrams (UDP GSO or GRO), each with its own outer headers
@@ -139,7 +140,7 @@ const (
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"encap_sent", "encap_not_ipv4", "encap_short", "encap_no_peer", "encap_not_tcp_gso", "encap_too_long", "encap_no_room",
+var reasonNames = [NumReasons]string{"encap_sent", "encap_not_ipv4", "encap_short", "encap_no_peer", "encap_not_tcp_gso", "encap_too_long", "encap_refused", "encap_no_room",
 	"decap_received", "decap_other", "decap_batch", "decap_short", "decap_fragment", "decap_unknown_peer", "decap_no_room"}
 
 func (r Reason) String() string {
@@ -313,6 +314,7 @@ func (c Config) EncapProgram() (asm.Instructions, error) {
 		ctx  = asm.R6
 		hash = asm.R7
 		n    = asm.R8
+		ipID = asm.R9
 	)
 	p := asm.Instructions{
 		asm.Mov.Reg(ctx, asm.R1),
@@ -385,22 +387,32 @@ func (c Config) EncapProgram() (asm.Instructions, error) {
 		)
 	}
 	p = append(p,
-		// A link-layer header first: the TUN's packets have none, and
-		// bpf_redirect_neigh strips one before it fills in the
-		// underlay's (the zeroes never leave).
-		asm.Mov.Reg(asm.R1, ctx),
-		asm.Mov.Imm(asm.R2, ethLen),
-		asm.Mov.Imm(asm.R3, 0),
-		asm.FnSkbChangeHead.Call(),
-		asm.JNE.Imm(asm.R0, 0, "drop_no_room"),
+		// The room for the outer headers first, at the front (a TUN's
+		// packets have no link-layer header, so the MAC offset is 0):
+		// when the kernel refuses it (a packet already marked
+		// encapsulated, say one the decap program let through whole),
+		// the packet is as it was and goes on to tunneld.
 		asm.Mov.Reg(asm.R1, ctx),
 		asm.Mov.Imm(asm.R2, over),
 		asm.Mov.Imm(asm.R3, admRoomMAC),
 		asm.LoadImm(asm.R4, flags, asm.DWord),
 		asm.FnSkbAdjustRoom.Call(),
-		// The packet has a link-layer header it did not have, so it
-		// cannot go on to the device as it was: dropped and counted.
+		asm.JNE.Imm(asm.R0, 0, "pass_"+EncapRefused.String()),
+		// Then a link-layer header: bpf_redirect_neigh strips one
+		// before it fills in the underlay's (the zeroes never leave).
+		// Failing here (out of memory) leaves a half-built packet, which
+		// is dropped and counted.
+		asm.Mov.Reg(asm.R1, ctx),
+		asm.Mov.Imm(asm.R2, ethLen),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.FnSkbChangeHead.Call(),
 		asm.JNE.Imm(asm.R0, 0, "drop_no_room"),
+		// An IP id per packet, so that fragments of different packets
+		// (DF clear) never share one (RFC 6864); the kernel numbers a
+		// super-packet's segments on from it.
+		asm.FnGetPrandomU32.Call(),
+		asm.And.Imm(asm.R0, 0xffff),
+		asm.Mov.Reg(ipID, asm.R0),
 		asm.LoadMem(n, ctx, skbLen, asm.Word),
 		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
 		asm.LoadMem(asm.R3, ctx, skbDataEnd, asm.Word),
@@ -434,6 +446,10 @@ func (c Config) EncapProgram() (asm.Instructions, error) {
 		asm.Add.Imm(asm.R5, int32(ipSum(h))),
 		asm.LoadMem(asm.R4, asm.R10, stPeer+peerSum, asm.Half),
 		asm.Add.Reg(asm.R5, asm.R4),
+		asm.Add.Reg(asm.R5, ipID),
+		asm.Mov.Reg(asm.R4, ipID),
+		asm.HostTo(asm.BE, asm.R4, asm.Half),
+		asm.StoreMem(asm.R2, 4, asm.R4, asm.Half),
 	)
 	if c.TOS == Inherit {
 		p = append(p,
@@ -498,7 +514,7 @@ func (c Config) EncapProgram() (asm.Instructions, error) {
 		asm.Mov.Imm(asm.R0, tcxDrop).WithSymbol("drop"),
 		asm.Return(),
 	)
-	for _, r := range []Reason{EncapNotIPv4, EncapShort, EncapNoPeer, EncapNotTCPGSO, EncapTooLong} {
+	for _, r := range []Reason{EncapNotIPv4, EncapShort, EncapNoPeer, EncapNotTCPGSO, EncapTooLong, EncapRefused} {
 		p = append(p, passWith(r)...)
 	}
 	return p, nil
@@ -568,6 +584,12 @@ func (c Config) DecapProgram() (asm.Instructions, error) {
 			asm.JNE.Imm32(asm.R4, le32(h[32:]), "pass_"+DecapOther.String()),
 			asm.LoadMem(asm.R4, asm.R2, ethLen+48, asm.Half),
 			asm.JNE.Imm(asm.R4, le16(h[48:]), "pass_"+DecapOther.String()), // IPv4 inside; ARP and the rest go to user space
+			// addressed to this VTEP (else the user-space path drops it
+			// as not for us, as the kernel's vxlan device does)
+			asm.LoadMem(asm.R4, asm.R2, ethLen+36, asm.Word),
+			asm.JNE.Imm32(asm.R4, le32(c.LocalMAC[0:4]), "pass_"+DecapOther.String()),
+			asm.LoadMem(asm.R4, asm.R2, ethLen+40, asm.Half),
+			asm.JNE.Imm(asm.R4, le16(c.LocalMAC[4:6]), "pass_"+DecapOther.String()),
 		)
 	}
 	p = append(p,
