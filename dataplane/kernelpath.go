@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"net"
+	"net/netip"
 
 	"tunnelplane/dataplane/bpfpath"
 	"tunnelplane/dataplane/config"
@@ -58,7 +59,7 @@ const maxKernelPathPrefixes = 1 << 17
 func (d *Dataplane) kernelPathPeers(peers []*Peer) (kp []bpfpath.Peer, left int) {
 	for _, p := range peers {
 		for _, pfx := range p.Prefixes {
-			if p.pathMTU != 0 && p.pathMTU < d.cfg.Underlay.MTU || !pfx.Addr().Is4() || !p.Remote.Is4() || len(kp) == maxKernelPathPrefixes {
+			if p.pathMTU != 0 && p.pathMTU < d.cfg.Underlay.MTU || p.offUnderlay || !pfx.Addr().Is4() || !p.Remote.Is4() || len(kp) == maxKernelPathPrefixes {
 				left++
 				continue
 			}
@@ -66,6 +67,33 @@ func (d *Dataplane) kernelPathPeers(peers []*Peer) (kp []bpfpath.Peer, left int)
 		}
 	}
 	return kp, left
+}
+
+// routeKernelPath marks the added peers whose route leaves by another
+// device than the fast path's underlay (a multi-homed node): the encap
+// program sends only by that device, so those stay with the user-space
+// path. One route lookup per new peer, none for the ones kept.
+func (d *Dataplane) routeKernelPath(added []*Peer) {
+	kp := d.parts.KernelPath
+	if kp == nil || len(added) == 0 {
+		return
+	}
+	remotes, ok := make([]netip.Addr, len(added)), make([]bool, len(added))
+	for i, p := range added {
+		remotes[i] = p.Remote
+	}
+	if err := netcfg.RoutesVia(remotes, kp.Underlay(), ok); err != nil {
+		d.log.Warn("kernel path: routes toward new peers not checked; they stay with the user-space path", "err", err)
+	}
+	off := 0
+	for i, p := range added {
+		if p.offUnderlay = !ok[i]; p.offUnderlay {
+			off++
+		}
+	}
+	if off > 0 {
+		d.log.Info("kernel path: peers routed by another device stay with the user-space path", "peers", off)
+	}
 }
 
 // syncKernelPath gives the fast path the table's peers. A failure is

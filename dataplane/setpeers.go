@@ -18,7 +18,7 @@ func (d *Dataplane) setPeers(peers []*Peer, routesOwned map[netip.Prefix]bool) e
 	for _, p := range peers {
 		if old != nil {
 			if op := old.PeerByRemote(p.Remote); op != nil {
-				p.stats, p.pathMTU = op.stats, op.pathMTU
+				p.stats, p.pathMTU, p.offUnderlay = op.stats, op.pathMTU, op.offUnderlay
 				continue
 			}
 		}
@@ -35,6 +35,7 @@ func (d *Dataplane) setPeers(peers []*Peer, routesOwned map[netip.Prefix]bool) e
 			p.pathMTU = mtus[i]
 		}
 	}
+	d.routeKernelPath(added)
 	d.table.Store(NewTable(peers))
 	d.syncKernelPath(peers)
 	var err error

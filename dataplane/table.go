@@ -21,6 +21,10 @@ type Peer struct {
 	StaticMAC bool
 	stats     *stats.PeerStats // set by Dataplane.SetPeers; nil in bare tables
 	pathMTU   int              // set by Dataplane.SetPeers; 0 = unknown, no check
+	// offUnderlay is set by Dataplane.SetPeers, with the kernel path
+	// attached, when the route toward Remote leaves by another device
+	// than the underlay's: the programs cannot reach the peer.
+	offUnderlay bool
 }
 
 // Stats returns the peer's counters (nil outside a running data plane).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -106,6 +107,40 @@ func kernelPathCase(t *testing.T, enc, peer string, offloads bool) {
 	text = scrape(t, p.A)
 	if after, noPeer := v("encap_sent"), v("encap_no_peer"); after <= sent || noPeer != 0 {
 		t.Errorf("after the reload: encap_sent %.0f (was %.0f), encap_no_peer %.0f", after, sent, noPeer)
+	}
+
+	// A peer routed by another device than the underlay's stays with the
+	// user-space path: its prefix is not in the maps.
+	for _, args := range [][]string{
+		{"link", "add", "side0", "type", "veth", "peer", "name", "side1"},
+		{"addr", "add", "10.98.0.1/24", "dev", "side0"},
+		{"link", "set", "side0", "up"}, {"link", "set", "side1", "up"},
+	} {
+		if out, err := p.A.Command(context.Background(), "ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	cfg2 := strings.Replace(cfgA, "prefixes: [", "prefixes: [10.200.9.0/24, ", 1)
+	cfg2 = strings.Replace(cfg2, "peers:\n", "peers:\n  - remote: 10.98.0.5\n    prefixes: [10.200.7.0/24]\n", 1)
+	reloadWith(t, a, cfg2, 2)
+	if !strings.Contains(a.log.String(), "peers routed by another device stay with the user-space path") {
+		t.Errorf("no word on the peer behind side0:\n%s", a.log)
+	}
+	err = p.A.Do(func() error {
+		c, err := net.Dial("udp4", "10.200.7.1:9")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("x"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = scrape(t, p.A)
+	if noPeer := v("encap_no_peer"); noPeer != 1 {
+		t.Errorf("the datagram for the peer behind side0: encap_no_peer %.0f, want 1 (left to the user-space path)", noPeer)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 // (tcx links live with their file descriptors), so a crashed tunneld
 // leaves no datapath behind.
 type Path struct {
+	underlay       int // ifindex the encap sends by
 	counters       *ebpf.Map
 	peers, remotes *ebpf.Map
 	progs          []*ebpf.Program
@@ -97,7 +98,7 @@ func load(c Config) (*Path, error) {
 	if maxPeers == 0 {
 		maxPeers = 1 << 16
 	}
-	pa := &Path{havePeers: map[lpmKey]peerVal{}, haveRemotes: map[[4]byte]uint32{}}
+	pa := &Path{underlay: c.Underlay, havePeers: map[lpmKey]peerVal{}, haveRemotes: map[[4]byte]uint32{}}
 	for _, m := range []struct {
 		dst  **ebpf.Map
 		spec ebpf.MapSpec
@@ -213,6 +214,9 @@ func (pa *Path) SetPeers(peers []Peer) (skipped int, err error) {
 
 // ErrClosed is what a Path's methods return after Close.
 var ErrClosed = errors.New("bpfpath: path closed")
+
+// Underlay is the ifindex of the device the programs send and receive by.
+func (pa *Path) Underlay() int { return pa.underlay }
 
 // Counters returns the programs' counts by Reason, summed over the CPUs.
 func (pa *Path) Counters() ([NumReasons]uint64, error) {

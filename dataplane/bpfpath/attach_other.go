@@ -22,5 +22,8 @@ func (*Path) SetPeers([]Peer) (int, error) { return 0, ErrUnsupported }
 // Counters reports ErrUnsupported.
 func (*Path) Counters() ([NumReasons]uint64, error) { return [NumReasons]uint64{}, ErrUnsupported }
 
+// Underlay reports no device.
+func (*Path) Underlay() int { return 0 }
+
 // Close does nothing.
 func (*Path) Close() error { return nil }

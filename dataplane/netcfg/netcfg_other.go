@@ -38,6 +38,9 @@ type UnderlayLink struct {
 // LinkOfAddr is not supported here.
 func LinkOfAddr(local netip.Addr) (UnderlayLink, error) { return UnderlayLink{}, errNotSupported }
 
+// RoutesVia is not supported here.
+func RoutesVia(remotes []netip.Addr, via int, ok []bool) error { return errNotSupported }
+
 // RedirectTAP is not supported here.
 func RedirectTAP(tap string, to int) error { return errNotSupported }
 

@@ -90,6 +90,21 @@ func RedirectTAP(tap string, to int) error {
 	return nil
 }
 
+// RoutesVia sets ok[i] when the kernel's route toward remotes[i] leaves by
+// the device with index via (len(ok) >= len(remotes)).
+func RoutesVia(remotes []netip.Addr, via int, ok []bool) error {
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netcfg: netlink: %w", err)
+	}
+	defer nl.Close()
+	for i, r := range remotes {
+		rs, err := nl.RouteGet(r.AsSlice())
+		ok[i] = err == nil && len(rs) > 0 && rs[0].LinkIndex == via
+	}
+	return nil
+}
+
 // NextHops resolves, for each remote, the MAC of the next hop toward it
 // when the route leaves by the device with index via and the kernel's
 // neighbour table has a usable entry for the hop (reachable, stale,
