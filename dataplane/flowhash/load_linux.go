@@ -24,7 +24,16 @@ func Load(prog []Insn) (int, error) {
 	*(*uint32)(unsafe.Pointer(&attr[24])) = 1 // log_level
 	*(*uint32)(unsafe.Pointer(&attr[28])) = uint32(len(logBuf))
 	*(*uint64)(unsafe.Pointer(&attr[32])) = uint64(uintptr(unsafe.Pointer(&logBuf[0])))
-	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr[0])), bpfAttrLen)
+	// The verifier gives up with EAGAIN when a signal is pending, and the
+	// Go runtime signals threads to preempt them: retry a few times, as
+	// libbpf and cilium/ebpf do.
+	var fd uintptr
+	var errno unix.Errno
+	for try := 0; try < 10; try++ {
+		if fd, _, errno = unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr[0])), bpfAttrLen); errno != unix.EAGAIN {
+			break
+		}
+	}
 	runtime.KeepAlive(prog) // the attribute holds their addresses as plain integers
 	runtime.KeepAlive(license)
 	runtime.KeepAlive(logBuf)

@@ -56,7 +56,15 @@ func loadDropIPIP() (int, error) {
 	a := progLoadAttr{progType: unix.BPF_PROG_TYPE_SCHED_CLS, insnCnt: uint32(len(insns)),
 		insns: uint64(uintptr(unsafe.Pointer(&insns[0]))), license: uint64(uintptr(unsafe.Pointer(&lic[0]))),
 		logLevel: 1, logSize: uint32(len(logBuf)), logBuf: uint64(uintptr(unsafe.Pointer(&logBuf[0])))}
-	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&a)), unsafe.Sizeof(a))
+	// EAGAIN: the verifier stopped for a pending signal (Go preempts
+	// threads with signals); retry as libbpf does.
+	var fd uintptr
+	var errno unix.Errno
+	for try := 0; try < 10; try++ {
+		if fd, _, errno = unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&a)), unsafe.Sizeof(a)); errno != unix.EAGAIN {
+			break
+		}
+	}
 	if errno != 0 {
 		return -1, fmt.Errorf("BPF_PROG_LOAD: %w: %s", errno, unix.ByteSliceToString(logBuf))
 	}
