@@ -421,11 +421,23 @@ func metric(t *testing.T, ns *topo.NS, name string) string {
 func TestFlannelEtcd(t *testing.T) {
 	topo.RequireRoot(t)
 	for _, offloads := range []bool{true, false} {
-		t.Run("offloads-"+onOff(offloads), func(t *testing.T) { flannelEtcdCase(t, offloads) })
+		t.Run("offloads-"+onOff(offloads), func(t *testing.T) { flannelEtcdCase(t, offloads, false) })
 	}
 }
 
-func flannelEtcdCase(t *testing.T, offloads bool) {
+// TestFlannelEtcdKernelPath is TestFlannelEtcd with underlay.kernel_path:
+// on: the node without the vxlan module joins the flanneld nodes, and the
+// in-kernel fast path carries the traffic to and from them, its peer
+// maps following the leases (a node that joins later is reachable, one
+// that leaves is removed).
+func TestFlannelEtcdKernelPath(t *testing.T) {
+	topo.RequireRoot(t)
+	for _, offloads := range []bool{true, false} {
+		t.Run("offloads-"+onOff(offloads), func(t *testing.T) { flannelEtcdCase(t, offloads, true) })
+	}
+}
+
+func flannelEtcdCase(t *testing.T, offloads, kernelPath bool) {
 	c := newCluster(t, offloads)
 	tunNS := c.node("ftun", 1)
 	n2NS := c.node("fn2", 2)
@@ -433,7 +445,13 @@ func flannelEtcdCase(t *testing.T, offloads bool) {
 	n2 := c.startFlanneld(n2NS)
 
 	cfgText, envPath := c.tunneldConfig(t.TempDir())
+	if kernelPath {
+		cfgText = strings.Replace(cfgText, "underlay: {local: 10.99.0.1}", "underlay: {local: 10.99.0.1, kernel_path: on}", 1)
+	}
 	d := startTunneld(t, tunNS, "tp0", cfgText)
+	if kernelPath && !strings.Contains(d.log.String(), "kernel path attached") {
+		t.Fatalf("the kernel path is not attached:\n%s", d.log)
+	}
 	own := waitSubnetFile(t, envPath, d.done, d.log)
 	ownAddr := own.Addr()
 	n3 := c.startFlanneld(n3NS)
@@ -480,6 +498,14 @@ func flannelEtcdCase(t *testing.T, offloads bool) {
 			tcpTransfer(t, dir.from, dir.to, dir.dst, 10<<20)
 			el := time.Since(start)
 			t.Logf("TCP 10 MB %s (offloads %s): %s, %.0f Mbit/s", dir.name, onOff(offloads), el.Round(time.Millisecond), 80/el.Seconds())
+		}
+		if kernelPath {
+			sent, _ := strconv.ParseFloat(metric(t, tunNS, `tunneld_kernel_path_packets_total{reason="encap_sent"}`), 64)
+			got, _ := strconv.ParseFloat(metric(t, tunNS, `tunneld_kernel_path_packets_total{reason="decap_received"}`), 64)
+			t.Logf("kernel path: encap_sent %.0f, decap_received %.0f", sent, got)
+			if sent < 200 || got < 200 {
+				t.Errorf("the kernel path carried %.0f out and %.0f in: the traffic went another way", sent, got)
+			}
 		}
 	})
 
