@@ -198,18 +198,31 @@ func calicoTunneldConfig(local netip.Addr, addr string) string {
 // TestCalicoBIRD: routes from a real BIRD drive tunneld on both nodes; ping
 // and 10 MB of TCP cross the IPIP tunnel both ways; a withdrawn block
 // removes the peer and comes back when announced again. Both veth offload
-// settings.
+// settings, with the user-space path and with underlay.kernel_path: on
+// (the in-kernel fast path, its peers following BIRD's routes).
 func TestCalicoBIRD(t *testing.T) {
 	requireBird(t)
-	for _, offloads := range []bool{true, false} {
-		t.Run(fmt.Sprintf("offloads=%v", offloads), func(t *testing.T) {
+	for _, tc := range []struct{ offloads, kernelPath bool }{{true, false}, {false, false}, {true, true}, {false, true}} {
+		offloads, kernelPath := tc.offloads, tc.kernelPath
+		t.Run(fmt.Sprintf("offloads=%v/kernel_path=%v", offloads, kernelPath), func(t *testing.T) {
 			p := topo.NewPair(t, topo.PairOptions{Offloads: offloads})
+			cfg := func(local netip.Addr, addr string) string {
+				c := calicoTunneldConfig(local, addr)
+				if kernelPath {
+					c = strings.Replace(c, "\nunderlay:\n", "\nunderlay:\n  kernel_path: on\n", 1)
+					c = strings.Replace(c, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+				}
+				return c
+			}
 			la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 			blockA, blockB := netip.MustParsePrefix("10.244.1.0/26"), netip.MustParsePrefix("10.244.2.0/26")
 			podA, podB := netip.MustParseAddr("10.244.1.1"), netip.MustParseAddr("10.244.2.1")
 			// BIRD's kernel protocol needs tunl0 to exist: tunneld first.
-			dA := startTunneld(t, p.A, "tunl0", calicoTunneldConfig(la, "10.244.1.1/32"))
-			dB := startTunneld(t, p.B, "tunl0", calicoTunneldConfig(lb, "10.244.2.1/32"))
+			dA := startTunneld(t, p.A, "tunl0", cfg(la, "10.244.1.1/32"))
+			dB := startTunneld(t, p.B, "tunl0", cfg(lb, "10.244.2.1/32"))
+			if kernelPath && !strings.Contains(dA.log.String(), "kernel path attached") {
+				t.Fatalf("the kernel path is not attached:\n%s", dA.log)
+			}
 			startBird(t, p.A, birdConf(la, lb, blockA))
 			birdB := startBird(t, p.B, birdConf(lb, la, blockB))
 
@@ -227,6 +240,16 @@ func TestCalicoBIRD(t *testing.T) {
 			}
 			tcpTransfer(t, p.A, p.B, podB, 10<<20)
 			tcpTransfer(t, p.B, p.A, podA, 10<<20)
+			if kernelPath {
+				for _, ns := range []*topo.NS{p.A, p.B} {
+					sent, _ := strconv.ParseFloat(metric(t, ns, `tunneld_kernel_path_packets_total{reason="encap_sent"}`), 64)
+					got, _ := strconv.ParseFloat(metric(t, ns, `tunneld_kernel_path_packets_total{reason="decap_received"}`), 64)
+					t.Logf("%s kernel path: encap_sent %.0f, decap_received %.0f", ns.Name, sent, got)
+					if sent < 200 || got < 200 {
+						t.Errorf("%s: the kernel path carried %.0f out and %.0f in", ns.Name, sent, got)
+					}
+				}
+			}
 
 			// Withdraw B's block: A's BIRD removes the route, tunneld the peer.
 			if out, err := birdB.birdc(t, "disable", "pod_block"); err != nil {
