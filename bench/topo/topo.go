@@ -3,6 +3,7 @@ package topo
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -198,4 +199,18 @@ func NewNS(tb testing.TB, label string) *NS {
 		}
 	})
 	return n
+}
+
+// SendUDP sends one datagram to dst from a socket opened inside n (the
+// kernel picks the source): a packet to follow through a data path.
+func (n *NS) SendUDP(dst netip.AddrPort, payload []byte) error {
+	return n.Do(func() error {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write(payload)
+		return err
+	})
 }

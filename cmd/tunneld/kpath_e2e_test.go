@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -92,16 +91,7 @@ func kernelPathCase(t *testing.T, enc, peer string, offloads bool) {
 	if strings.Contains(a.log.String(), "peers not all written") {
 		t.Fatalf("the reload's peers did not reach the kernel path:\n%s", a.log)
 	}
-	err := p.A.Do(func() error {
-		c, err := net.Dial("udp4", "10.200.9.1:9")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte("x"))
-		return err
-	})
-	if err != nil {
+	if err := p.A.SendUDP(netip.MustParseAddrPort("10.200.9.1:9"), []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	text = scrape(t, p.A)
@@ -126,16 +116,7 @@ func kernelPathCase(t *testing.T, enc, peer string, offloads bool) {
 	if !strings.Contains(a.log.String(), "peers routed by another device stay with the user-space path") {
 		t.Errorf("no word on the peer behind side0:\n%s", a.log)
 	}
-	err = p.A.Do(func() error {
-		c, err := net.Dial("udp4", "10.200.7.1:9")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte("x"))
-		return err
-	})
-	if err != nil {
+	if err := p.A.SendUDP(netip.MustParseAddrPort("10.200.7.1:9"), []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	text = scrape(t, p.A)

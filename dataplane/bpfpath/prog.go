@@ -184,6 +184,29 @@ func count(r Reason) asm.Instructions {
 	}
 }
 
+// linear leaves the packet's data in R2 and its end in R3 with at least n
+// bytes between them, pulling them into the linear head when they are not
+// all there, and jumps to then; a packet shorter than n ends the program
+// for reason short. It clobbers R0-R5.
+func linear(ctx asm.Register, n int32, short Reason, then string) asm.Instructions {
+	load := asm.Instructions{
+		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
+		asm.LoadMem(asm.R3, ctx, skbDataEnd, asm.Word),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, n),
+	}
+	p := append(asm.Instructions{}, load...)
+	p = append(p,
+		asm.JLE.Reg(asm.R4, asm.R3, then),
+		asm.Mov.Reg(asm.R1, ctx),
+		asm.Mov.Imm(asm.R2, n),
+		asm.FnSkbPullData.Call(),
+		asm.JNE.Imm(asm.R0, 0, "pass_"+short.String()),
+	)
+	p = append(p, load...)
+	return append(p, asm.JGT.Reg(asm.R4, asm.R3, "pass_"+short.String()), asm.Ja.Label(then))
+}
+
 // passWith ends the program for reason r, leaving the packet to the next
 // hook (the device or the stack).
 func passWith(r Reason) asm.Instructions {
@@ -322,21 +345,9 @@ func (c Config) EncapProgram() (asm.Instructions, error) {
 		asm.JNE.Imm(asm.R2, etherTypeIPv4LE, "pass_"+EncapNotIPv4.String()),
 		asm.LoadMem(asm.R2, ctx, skbLen, asm.Word),
 		asm.JGT.Imm(asm.R2, 0xffff-over, "pass_"+EncapTooLong.String()),
-		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
-		asm.LoadMem(asm.R3, ctx, skbDataEnd, asm.Word),
-		asm.Mov.Reg(asm.R4, asm.R2),
-		asm.Add.Imm(asm.R4, ipv4Len),
-		asm.JLE.Reg(asm.R4, asm.R3, "inner"),
-		asm.Mov.Reg(asm.R1, ctx),
-		asm.Mov.Imm(asm.R2, ipv4Len),
-		asm.FnSkbPullData.Call(),
-		asm.JNE.Imm(asm.R0, 0, "pass_"+EncapShort.String()),
-		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
-		asm.LoadMem(asm.R3, ctx, skbDataEnd, asm.Word),
-		asm.Mov.Reg(asm.R4, asm.R2),
-		asm.Add.Imm(asm.R4, ipv4Len),
-		asm.JGT.Reg(asm.R4, asm.R3, "pass_"+EncapShort.String()),
-
+	}
+	p = append(p, linear(ctx, ipv4Len, EncapShort, "inner")...)
+	p = append(p,
 		asm.LoadMem(asm.R4, asm.R2, 0, asm.Byte).WithSymbol("inner"),
 		asm.RSh.Imm(asm.R4, 4),
 		asm.JNE.Imm(asm.R4, 4, "pass_"+EncapNotIPv4.String()),
@@ -347,7 +358,7 @@ func (c Config) EncapProgram() (asm.Instructions, error) {
 		asm.LoadMem(asm.R4, asm.R2, 16, asm.Word).WithSymbol("not_gso"),
 		asm.StoreMem(asm.R10, stKey+4, asm.R4, asm.Word),
 		asm.StoreImm(asm.R10, stKey, 32, asm.Word),
-	}
+	)
 	if c.TOS == Inherit {
 		p = append(p,
 			asm.LoadMem(asm.R4, asm.R2, 1, asm.Byte),
@@ -540,23 +551,9 @@ func (c Config) DecapProgram() (asm.Instructions, error) {
 		asm.Mov.Reg(ctx, asm.R1),
 		asm.LoadMem(asm.R2, ctx, skbProtocol, asm.Word),
 		asm.JNE.Imm(asm.R2, etherTypeIPv4LE, "pass_"+DecapOther.String()),
-		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
-		asm.LoadMem(asm.R3, ctx, skbDataEnd, asm.Word),
-		asm.Mov.Reg(asm.R4, asm.R2),
-		asm.Add.Imm(asm.R4, need),
-		asm.JLE.Reg(asm.R4, asm.R3, "linear"),
-		// Headers not all in the linear head: pull them, or leave the
-		// packet to the stack if it is that short.
-		asm.Mov.Reg(asm.R1, ctx),
-		asm.Mov.Imm(asm.R2, need),
-		asm.FnSkbPullData.Call(),
-		asm.JNE.Imm(asm.R0, 0, "pass_"+DecapShort.String()),
-		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
-		asm.LoadMem(asm.R3, ctx, skbDataEnd, asm.Word),
-		asm.Mov.Reg(asm.R4, asm.R2),
-		asm.Add.Imm(asm.R4, need),
-		asm.JGT.Reg(asm.R4, asm.R3, "pass_"+DecapShort.String()),
-
+	}
+	p = append(p, linear(ctx, need, DecapShort, "linear")...)
+	p = append(p,
 		asm.LoadMem(asm.R4, asm.R2, ethLen+0, asm.Byte).WithSymbol("linear"),
 		asm.JNE.Imm(asm.R4, 0x45, "pass_"+DecapFragment.String()), // IPv4 without options
 		asm.LoadMem(asm.R4, asm.R2, ethLen+9, asm.Byte),
@@ -566,7 +563,7 @@ func (c Config) DecapProgram() (asm.Instructions, error) {
 		asm.JNE.Imm(asm.R4, 0, "pass_"+DecapFragment.String()),
 		asm.LoadMem(asm.R4, asm.R2, ethLen+16, asm.Word),
 		asm.JNE.Imm32(asm.R4, le32(l[:]), "pass_"+DecapOther.String()),
-	}
+	)
 	switch c.Encap {
 	case GRE:
 		p = append(p,
