@@ -245,7 +245,7 @@ func TestCalicoBIRD(t *testing.T) {
 					sent, _ := strconv.ParseFloat(metric(t, ns, `tunneld_kernel_path_packets_total{reason="encap_sent"}`), 64)
 					got, _ := strconv.ParseFloat(metric(t, ns, `tunneld_kernel_path_packets_total{reason="decap_received"}`), 64)
 					t.Logf("%s kernel path: encap_sent %.0f, decap_received %.0f", ns.Name, sent, got)
-					if sent < 200 || got < 200 {
+					if sent < 50 || got < 50 { // per skb: super-packets make few
 						t.Errorf("%s: the kernel path carried %.0f out and %.0f in", ns.Name, sent, got)
 					}
 				}

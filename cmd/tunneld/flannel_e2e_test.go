@@ -503,7 +503,7 @@ func flannelEtcdCase(t *testing.T, offloads, kernelPath bool) {
 			sent, _ := strconv.ParseFloat(metric(t, tunNS, `tunneld_kernel_path_packets_total{reason="encap_sent"}`), 64)
 			got, _ := strconv.ParseFloat(metric(t, tunNS, `tunneld_kernel_path_packets_total{reason="decap_received"}`), 64)
 			t.Logf("kernel path: encap_sent %.0f, decap_received %.0f", sent, got)
-			if sent < 200 || got < 200 {
+			if sent < 50 || got < 50 { // per skb: super-packets make few
 				t.Errorf("the kernel path carried %.0f out and %.0f in: the traffic went another way", sent, got)
 			}
 		}
