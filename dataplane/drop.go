@@ -1,6 +1,11 @@
 package dataplane
 
-import "tunnelplane/dataplane/stats"
+import (
+	"net/netip"
+
+	"tunnelplane/dataplane/bpfpath"
+	"tunnelplane/dataplane/stats"
+)
 
 // peerRun accumulates the counts of consecutive packets of one peer so that
 // a batch costs one atomic add per run instead of one per packet.
@@ -111,11 +116,18 @@ func (d *Dataplane) Snapshot() stats.Snapshot {
 			UnderlayRead: q.ureader.RxPackets.Load(), DeviceWrite: q.dwriter.TxPackets.Load(),
 			DeviceAnswer: q.answered.Load()})
 	}
+	// What the kernel path carried for a peer counts as the peer's too:
+	// one set of per-peer counters, whichever path a packet took.
+	var kc map[netip.Addr]bpfpath.PeerCounters
+	if kp := d.parts.KernelPath; kp != nil {
+		kc, _ = kp.PeerCounters() // closed or unreadable: the user-space counts alone
+	}
 	for _, p := range tbl.Peers {
 		if st := p.stats; st != nil {
+			k := kc[p.Remote]
 			s.Peers = append(s.Peers, stats.PeerSnapshot{Remote: p.Remote,
-				RxPackets: st.RxPackets.Load(), RxBytes: st.RxBytes.Load(),
-				TxPackets: st.TxPackets.Load(), TxBytes: st.TxBytes.Load()})
+				RxPackets: st.RxPackets.Load() + k.RxPackets, RxBytes: st.RxBytes.Load() + k.RxBytes,
+				TxPackets: st.TxPackets.Load() + k.TxPackets, TxBytes: st.TxBytes.Load() + k.TxBytes})
 		}
 	}
 	return s

@@ -76,6 +76,13 @@ func kernelPathCase(t *testing.T, enc, peer string, offloads bool) {
 	if sent < 200 || got < least {
 		t.Errorf("the kernel path carried %.0f out and %.0f in; the traffic went another way", sent, got)
 	}
+	// The per-peer counters count what the programs carried too.
+	if tx := metricValue(t, text, "tunneld_tx_packets_total", `peer="`+lb.String()+`"`); tx < sent {
+		t.Errorf("tunneld_tx_packets_total for the peer %.0f, fewer than the %.0f the programs sent", tx, sent)
+	}
+	if rx := metricValue(t, text, "tunneld_rx_packets_total", `peer="`+lb.String()+`"`); rx < v("decap_received") {
+		t.Errorf("tunneld_rx_packets_total for the peer %.0f, fewer than the %.0f the programs received", rx, v("decap_received"))
+	}
 	if noRoom != 0 {
 		t.Errorf("%.0f packets dropped for want of room", noRoom)
 	}

@@ -18,6 +18,7 @@ import (
 // leaves no datapath behind.
 type Path struct {
 	underlay       int // ifindex the encap sends by
+	cpus           int // possible CPUs: the per-CPU maps' value count
 	counters       *ebpf.Map
 	peers, remotes *ebpf.Map
 	progs          []*ebpf.Program
@@ -98,14 +99,18 @@ func load(c Config) (*Path, error) {
 	if maxPeers == 0 {
 		maxPeers = 1 << 16
 	}
-	pa := &Path{underlay: c.Underlay, havePeers: map[lpmKey]peerVal{}, haveRemotes: map[[4]byte]uint32{}}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("bpfpath: %w", err)
+	}
+	pa := &Path{underlay: c.Underlay, cpus: cpus, havePeers: map[lpmKey]peerVal{}, haveRemotes: map[[4]byte]uint32{}}
 	for _, m := range []struct {
 		dst  **ebpf.Map
 		spec ebpf.MapSpec
 	}{
 		{&pa.counters, ebpf.MapSpec{Name: countersSym, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: uint32(NumReasons)}},
 		{&pa.peers, ebpf.MapSpec{Name: peersSym, Type: ebpf.LPMTrie, KeySize: lpmKeySz, ValueSize: peerValueSz, MaxEntries: maxPeers, Flags: 1 /* BPF_F_NO_PREALLOC */}},
-		{&pa.remotes, ebpf.MapSpec{Name: remotesSym, Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: maxPeers}},
+		{&pa.remotes, ebpf.MapSpec{Name: remotesSym, Type: ebpf.PerCPUHash, KeySize: 4, ValueSize: peerStatsSz, MaxEntries: maxPeers}},
 	} {
 		if *m.dst, err = ebpf.NewMap(&m.spec); err != nil {
 			pa.Close()
@@ -170,10 +175,14 @@ func (pa *Path) SetPeers(peers []Peer) (skipped int, err error) {
 	// its old peer) until the next change.
 	var errs []error
 	for r, n := range remotes {
-		if pa.haveRemotes[r] == n {
+		if _, ok := pa.haveRemotes[r]; ok {
+			pa.haveRemotes[r] = n
 			continue
 		}
-		if err := pa.remotes.Put(r[:], n); err != nil {
+		// A new peer starts its counters at zero; one already there
+		// keeps them (the entry is never rewritten while it stays).
+		zero := make([]PeerCounters, pa.cpus)
+		if err := pa.remotes.Update(r[:], zero, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 			errs = append(errs, fmt.Errorf("bpfpath: peer %v: %w", netip.AddrFrom4(r), err))
 			continue
 		}
@@ -217,6 +226,39 @@ var ErrClosed = errors.New("bpfpath: path closed")
 
 // Underlay is the ifindex of the device the programs send and receive by.
 func (pa *Path) Underlay() int { return pa.underlay }
+
+// PeerCounters is what the programs carried for one peer, counted as
+// tunneld's user-space path counts (dataplane's per-peer statistics).
+type PeerCounters struct {
+	TxPackets, TxBytes uint64 // encapsulated and sent; bytes without the outer IPv4 (and UDP) header
+	RxPackets, RxBytes uint64 // decapsulated and handed to the device; bytes of the inner packets
+}
+
+// PeerCounters returns each peer's counters, summed over the CPUs, by its
+// underlay address.
+func (pa *Path) PeerCounters() (map[netip.Addr]PeerCounters, error) {
+	pa.mu.Lock()
+	defer pa.mu.Unlock()
+	if pa.remotes == nil {
+		return nil, ErrClosed
+	}
+	out := make(map[netip.Addr]PeerCounters, len(pa.haveRemotes))
+	var per []PeerCounters
+	for r := range pa.haveRemotes {
+		if err := pa.remotes.Lookup(r[:], &per); err != nil {
+			return out, fmt.Errorf("bpfpath: counters of %v: %w", netip.AddrFrom4(r), err)
+		}
+		var c PeerCounters
+		for _, v := range per {
+			c.TxPackets += v.TxPackets
+			c.TxBytes += v.TxBytes
+			c.RxPackets += v.RxPackets
+			c.RxBytes += v.RxBytes
+		}
+		out[netip.AddrFrom4(r)] = c
+	}
+	return out, nil
+}
 
 // Counters returns the programs' counts by Reason, summed over the CPUs.
 func (pa *Path) Counters() ([NumReasons]uint64, error) {

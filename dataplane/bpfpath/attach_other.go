@@ -2,7 +2,10 @@
 
 package bpfpath
 
-import "errors"
+import (
+	"errors"
+	"net/netip"
+)
 
 // Path is the attached fast path; elsewhere than Linux there is none.
 type Path struct{}
@@ -24,6 +27,12 @@ func (*Path) Counters() ([NumReasons]uint64, error) { return [NumReasons]uint64{
 
 // Underlay reports no device.
 func (*Path) Underlay() int { return 0 }
+
+// PeerCounters is what the programs carried for one peer.
+type PeerCounters struct{ TxPackets, TxBytes, RxPackets, RxBytes uint64 }
+
+// PeerCounters reports ErrUnsupported.
+func (*Path) PeerCounters() (map[netip.Addr]PeerCounters, error) { return nil, ErrUnsupported }
 
 // Close does nothing.
 func (*Path) Close() error { return nil }

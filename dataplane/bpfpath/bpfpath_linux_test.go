@@ -204,6 +204,22 @@ func checkForwarding(t *testing.T, p *topo.Pair, e Encap) {
 		if c[EncapNoRoom] != 0 {
 			t.Errorf("%s: %d packets dropped for want of room: %s", s.ns.Name, c[EncapNoRoom], counterDump(t))
 		}
+		// Every packet carried is counted for its peer, and A's 8 MB went
+		// to B.
+		pc, err := s.at.PeerCounters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tx, rx, txBytes uint64
+		for _, v := range pc {
+			tx, rx, txBytes = tx+v.TxPackets, rx+v.RxPackets, txBytes+v.TxBytes
+		}
+		if tx != c[EncapSent] || rx != c[DecapReceived] {
+			t.Errorf("%s: peers' counters tx %d rx %d, programs' sent %d received %d", s.ns.Name, tx, rx, c[EncapSent], c[DecapReceived])
+		}
+		if s.ns == p.A && txBytes < 8<<20 {
+			t.Errorf("%s: %d bytes counted to the peer, less than the 8 MB sent", s.ns.Name, txBytes)
+		}
 		if c[DecapReceived] == 0 {
 			t.Errorf("%s: the decap program received nothing: %s", s.ns.Name, counterDump(t))
 		}

@@ -30,7 +30,7 @@ func mapKeys(t *testing.T, pa *Path) (prefixes, remotes int) {
 		prefixes++
 	}
 	var r [4]byte
-	var n uint32
+	var n []PeerCounters
 	it2 := pa.remotes.Iterate()
 	for it2.Next(&r, &n) {
 		remotes++

@@ -155,7 +155,7 @@ func (r Reason) String() string {
 const (
 	countersSym = "tp_counters" // per-CPU array: a uint64 per Reason
 	peersSym    = "tp_peers"    // LPM trie: overlay prefix -> peerValue
-	remotesSym  = "tp_remotes"  // hash: peer underlay IPv4 -> number of prefixes behind it
+	remotesSym  = "tp_remotes"  // per-CPU hash: peer underlay IPv4 -> the peer's counters (peerStats); a peer is one that has an entry
 )
 
 // peerValue is a tp_peers entry as the encap program reads it.
@@ -165,6 +165,13 @@ const (
 	peerSum     = 10 // uint16 in host order: the ones'-complement sum of the two 16-bit words of the remote address
 	peerValueSz = 12
 	lpmKeySz    = 8 // uint32 prefix length, then the IPv4 address
+
+	// The counters of a tp_remotes entry, uint64 each.
+	statTxPackets = 0
+	statTxBytes   = 8 // as tunneld counts them: without the outer IPv4 (and UDP) header
+	statRxPackets = 16
+	statRxBytes   = 24 // the inner packets
+	peerStatsSz   = 32
 )
 
 // count adds one to the reason's counter. It clobbers R0-R5.
@@ -510,8 +517,25 @@ func (c Config) EncapProgram() (asm.Instructions, error) {
 		)
 	}
 	p = append(p, count(EncapSent)...)
+	hdrs := int32(ipv4Len) // what tunneld's tx bytes leave out
+	if c.Encap == VXLAN {
+		hdrs += udpLen
+	}
 	p = append(p,
-		asm.Mov.Imm(asm.R1, int32(c.Underlay)),
+		// the peer's counters (this CPU's copy)
+		asm.LoadMapPtr(asm.R1, 0).WithReference(remotesSym),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, stPeer+peerRemote),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "tx_counted"),
+		asm.LoadMem(asm.R1, asm.R0, statTxPackets, asm.DWord),
+		asm.Add.Imm(asm.R1, 1),
+		asm.StoreMem(asm.R0, statTxPackets, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R0, statTxBytes, asm.DWord),
+		asm.Add.Reg(asm.R1, n),
+		asm.Add.Imm(asm.R1, -hdrs),
+		asm.StoreMem(asm.R0, statTxBytes, asm.R1, asm.DWord),
+		asm.Mov.Imm(asm.R1, int32(c.Underlay)).WithSymbol("tx_counted"),
 		asm.Mov.Imm(asm.R2, 0), // no nexthop given: the kernel's FIB lookup of the outer destination
 		asm.Mov.Imm(asm.R3, 0),
 		asm.Mov.Imm(asm.R4, 0),
@@ -545,7 +569,10 @@ func (c Config) DecapProgram() (asm.Instructions, error) {
 	h := c.header()
 	over := int32(len(h))
 	need := int32(ethLen) + over + 4 // and the inner IPv4 header's first word
-	const ctx = asm.R6
+	const (
+		ctx   = asm.R6
+		stats = asm.R7 // the peer's counters, found with the peer check
+	)
 	l := c.Local.As4()
 	p := asm.Instructions{
 		asm.Mov.Reg(ctx, asm.R1),
@@ -609,6 +636,7 @@ func (c Config) DecapProgram() (asm.Instructions, error) {
 		asm.Add.Imm(asm.R2, -8),
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "pass_"+DecapUnknownPeer.String()),
+		asm.Mov.Reg(stats, asm.R0),
 
 		asm.Mov.Reg(asm.R1, ctx),
 		asm.Mov.Imm(asm.R2, -over),
@@ -619,6 +647,14 @@ func (c Config) DecapProgram() (asm.Instructions, error) {
 	)
 	p = append(p, count(DecapReceived)...)
 	p = append(p,
+		asm.LoadMem(asm.R1, stats, statRxPackets, asm.DWord),
+		asm.Add.Imm(asm.R1, 1),
+		asm.StoreMem(stats, statRxPackets, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, stats, statRxBytes, asm.DWord),
+		asm.LoadMem(asm.R2, ctx, skbLen, asm.Word),
+		asm.Add.Reg(asm.R1, asm.R2),
+		asm.Add.Imm(asm.R1, -ethLen),
+		asm.StoreMem(stats, statRxBytes, asm.R1, asm.DWord),
 		asm.Mov.Imm(asm.R1, int32(c.Device)),
 		asm.Mov.Imm(asm.R2, bpfFIngress),
 		asm.FnRedirect.Call(),
