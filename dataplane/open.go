@@ -78,9 +78,6 @@ func openParts(cfg *config.Config, log *slog.Logger) (Parts, error) {
 		ps, err := openPacketSend(cfg, n)
 		if err != nil {
 			closeAll(parts)
-			if parts.TunnelTAP != nil {
-				parts.TunnelTAP.TAP.Close()
-			}
 			return Parts{}, err
 		}
 		parts.PacketSend = ps
@@ -104,14 +101,6 @@ func openParts(cfg *config.Config, log *slog.Logger) (Parts, error) {
 			}
 		case k == config.KernelPathOn:
 			closeAll(parts)
-			if parts.TunnelTAP != nil {
-				parts.TunnelTAP.TAP.Close()
-			}
-			if ps := parts.PacketSend; ps != nil {
-				for _, c := range ps.Closers {
-					c.Close()
-				}
-			}
 			return Parts{}, err
 		default:
 			log.Warn("kernel path not used; the user-space path carries everything", "err", err)
@@ -162,6 +151,14 @@ func openTunnelTAP(cfg *config.Config, devs []device.Device) (*TunnelTAP, error)
 func closeAll(p Parts) {
 	for _, c := range p.Underlay.Closers {
 		c.Close()
+	}
+	if p.TunnelTAP != nil {
+		p.TunnelTAP.TAP.Close()
+	}
+	if ps := p.PacketSend; ps != nil {
+		for _, c := range ps.Closers {
+			c.Close()
+		}
 	}
 	for _, d := range p.Devices {
 		d.Close()
