@@ -193,8 +193,9 @@ func count(r Reason) asm.Instructions {
 
 // linear leaves the packet's data in R2 and its end in R3 with at least n
 // bytes between them, pulling them into the linear head when they are not
-// all there, and jumps to then; a packet shorter than n ends the program
-// for reason short. It clobbers R0-R5.
+// all there; then names the instruction that follows (where the linear
+// case jumps straight on). A packet shorter than n ends the program for
+// reason short. It clobbers R0-R5.
 func linear(ctx asm.Register, n int32, short Reason, then string) asm.Instructions {
 	load := asm.Instructions{
 		asm.LoadMem(asm.R2, ctx, skbData, asm.Word),
@@ -211,7 +212,7 @@ func linear(ctx asm.Register, n int32, short Reason, then string) asm.Instructio
 		asm.JNE.Imm(asm.R0, 0, "pass_"+short.String()),
 	)
 	p = append(p, load...)
-	return append(p, asm.JGT.Reg(asm.R4, asm.R3, "pass_"+short.String()), asm.Ja.Label(then))
+	return append(p, asm.JGT.Reg(asm.R4, asm.R3, "pass_"+short.String()))
 }
 
 // passWith ends the program for reason r, leaving the packet to the next
