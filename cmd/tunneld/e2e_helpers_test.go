@@ -71,6 +71,23 @@ type daemon struct {
 	done chan error
 }
 
+// lines returns the lines of the daemon's log that contain any of subs:
+// an excerpt a failing subtest prints first, where a CI report that shows
+// only the start of the output still has it.
+func (d *daemon) lines(subs ...string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(d.log.String(), "\n") {
+		for _, s := range subs {
+			if strings.Contains(l, s) {
+				b.WriteString(l)
+				b.WriteByte('\n')
+				break
+			}
+		}
+	}
+	return b.String()
+}
+
 // startTunneld runs tunneld with the given config inside ns, waits until
 // it is ready (its device exists and it logged "forwarding": addresses,
 // routes and the metrics listener are set up by then; the device alone

@@ -260,6 +260,11 @@ func flannelKubeCase(t *testing.T, offloads bool) {
 	})
 
 	t.Run("API server away for 5s loses no ping; a Node added after it returns is learned", func(t *testing.T) {
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("tunneld's control-plane lines:\n%s", d.lines("Kubernetes API", "component=client-go", "peers from flannel"))
+			}
+		})
 		noLossThrough(t, tunNS, n2.addr, "the API server", c.s.StopAPIServer, c.s.StartAPIServer)
 		n5NS := c.addNode(5)
 		start := time.Now()

@@ -61,7 +61,8 @@ func (m *metrics) addFlannel(st *flannel.Stats) {
 	m.reg.MustRegister(
 		counter("tunneld_flannel_malformed_leases_total", "Flannel lease writes skipped as malformed (logged).", st.MalformedLeases.Load),
 		counter("tunneld_flannel_ignored_leases_total", "Flannel leases of another backend type, ignored (logged once each).", st.IgnoredLeases.Load),
-		counter("tunneld_flannel_resyncs_total", "Full lease lists after a broken etcd watch.", st.Resyncs.Load),
+		counter("tunneld_flannel_resyncs_total", "Full lease lists after a broken etcd or API server watch.", st.Resyncs.Load),
+		counter("tunneld_flannel_control_plane_errors_total", "Failed requests to etcd or the Kubernetes API server (each retried, logged; forwarding keeps the last peers).", st.ControlPlaneErrors.Load),
 		counter("tunneld_flannel_lease_renewals_total", "Renewals of this node's own lease.", st.Renewals.Load),
 		counter("tunneld_flannel_snapshots_total", "Peer snapshots built from flannel leases (one per burst of changes).", st.Snapshots.Load),
 	)

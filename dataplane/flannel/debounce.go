@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tunnelplane/dataplane/config"
@@ -60,8 +61,9 @@ func (d *debouncer) stop() { d.timer.Stop() }
 
 // retry runs f until it succeeds, fails permanently (a permanent error),
 // or ctx is done, each try bounded to 5 s, sleeping with exponential
-// backoff between transient failures and logging each as msg.
-func retry(ctx context.Context, log *slog.Logger, msg, what string, f func(ctx context.Context) error) error {
+// backoff between transient failures, counting each in errs and logging
+// it as msg.
+func retry(ctx context.Context, log *slog.Logger, errs *atomic.Uint64, msg, what string, f func(ctx context.Context) error) error {
 	wait := minBackoff
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -76,6 +78,7 @@ func retry(ctx context.Context, log *slog.Logger, msg, what string, f func(ctx c
 		case ctx.Err() != nil:
 			return fmt.Errorf("flannel: %s: %w (last error: %v)", what, ctx.Err(), err)
 		}
+		errs.Add(1)
 		log.Warn(msg, "what", what, "err", err, "in", wait)
 		select {
 		case <-ctx.Done():

@@ -77,8 +77,11 @@ type Stats struct {
 	MalformedLeases atomic.Uint64 // lease events skipped as malformed
 	IgnoredLeases   atomic.Uint64 // lease events of another backend type
 	Resyncs         atomic.Uint64 // full lists after a broken watch
-	Renewals        atomic.Uint64 // successful renewals of the own lease
-	Snapshots       atomic.Uint64 // peer snapshots reported
+	// ControlPlaneErrors counts failed requests to etcd or the API server
+	// (each retried; forwarding goes on with the last peers).
+	ControlPlaneErrors atomic.Uint64
+	Renewals           atomic.Uint64 // successful renewals of the own lease
+	Snapshots          atomic.Uint64 // peer snapshots reported
 }
 
 // Member is a node that holds a subnet lease. Join makes one; Run keeps
@@ -151,7 +154,7 @@ func (m *Member) Close() error { return m.cli.Close() }
 // retry runs f with backoff until it succeeds, fails permanently, or ctx
 // is done.
 func (m *Member) retry(ctx context.Context, what string, f func(ctx context.Context) error) error {
-	return retry(ctx, m.log, "etcd request failed; retrying", what, f)
+	return retry(ctx, m.log, &m.st.ControlPlaneErrors, "etcd request failed; retrying", what, f)
 }
 
 func (m *Member) join(ctx context.Context) error {
@@ -343,6 +346,7 @@ func (m *Member) Run(ctx context.Context, fn func([]config.Peer)) error {
 			case wr, ok := <-wch:
 				if !ok || wr.Err() != nil || wr.Canceled {
 					if ctx.Err() == nil {
+						m.st.ControlPlaneErrors.Add(1)
 						m.log.Warn("etcd watch broken; keeping the last peers, resyncing", "err", wr.Err(), "rev", rev)
 					}
 					broken = true
@@ -378,6 +382,7 @@ func (m *Member) Run(ctx context.Context, fn func([]config.Peer)) error {
 			lcancel()
 			if err != nil {
 				if ctx.Err() == nil {
+					m.st.ControlPlaneErrors.Add(1)
 					m.log.Warn("etcd list failed; keeping the last peers", "err", err, "retry_in", wait)
 				}
 				continue

@@ -16,7 +16,6 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -198,12 +197,10 @@ func JoinKube(ctx context.Context, opt Options) (*KubeMember, error) {
 // up to maxBackoff (5 s), as the etcd subnet manager does. A watch that
 // breaks is resumed from the last resourceVersion; a list after one
 // (Replace) is counted as a resync, and only Nodes really gone drop out.
-// The reflector logs its failures through klog (tunneld routes klog into
-// its own log).
+// nodeLW bounds its list requests and logs its failures.
 func (m *KubeMember) startInformer() error {
-	lw := cache.NewListWatchFromClient(m.cs.CoreV1().RESTClient(), "nodes", "", fields.Everything())
 	m.store = &nodeStore{Store: cache.NewStore(cache.MetaNamespaceKeyFunc), m: m}
-	r := cache.NewReflectorWithOptions(lw, &v1.Node{}, m.store, cache.ReflectorOptions{
+	r := cache.NewReflectorWithOptions(newNodeLW(m), &v1.Node{}, m.store, cache.ReflectorOptions{
 		Name:    "tunneld-nodes",
 		Backoff: &wait.Backoff{Duration: minBackoff, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: maxBackoff},
 	})
@@ -448,7 +445,7 @@ func (m *KubeMember) markNetworkAvailable(ctx context.Context) error {
 // retry runs f with backoff until it succeeds, fails permanently, or ctx
 // is done.
 func (m *KubeMember) retry(ctx context.Context, what string, f func(ctx context.Context) error) error {
-	return retry(ctx, m.log, "Kubernetes API request failed; retrying", what, f)
+	return retry(ctx, m.log, &m.st.ControlPlaneErrors, "Kubernetes API request failed; retrying", what, f)
 }
 
 // Run sets the Node's NetworkUnavailable condition to False and reports
