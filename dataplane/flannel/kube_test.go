@@ -1,8 +1,11 @@
 package flannel
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -227,6 +230,8 @@ func TestKubeMember(t *testing.T) {
 	st := new(Stats)
 	opt := k.opt
 	opt.Stats = st
+	logs := new(lockedBuffer)
+	opt.Log = slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), nil))
 	go func() {
 		m, err := JoinKube(k.ctx(), opt)
 		jc <- joined{m, err}
@@ -340,7 +345,15 @@ func TestKubeMember(t *testing.T) {
 	k.create(flannelNode("node-f", "10.244.6.0/24", "10.99.0.6", "aa:bb:cc:dd:ee:06"))
 	start := time.Now()
 	waitPeers(t, snaps, 60*time.Second, "10.99.0.5", "10.99.0.6")
-	t.Logf("a Node added after the API server returned learned in %s (resyncs %d)", time.Since(start).Round(time.Millisecond), st.Resyncs.Load())
+	t.Logf("a Node added after the API server returned learned in %s (resyncs %d, failed requests %d)", time.Since(start).Round(time.Millisecond), st.Resyncs.Load(), st.ControlPlaneErrors.Load())
+	if st.ControlPlaneErrors.Load() == 0 {
+		t.Error("no failed request counted while the API server was away")
+	}
+	for _, want := range []string{"Kubernetes API: Node request failed", "Kubernetes API: Nodes reachable again"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the outage left no %q in the log", want)
+		}
+	}
 
 	// A restart with another default MAC reuses the published one. The
 	// running member stops first: it would put its own MAC back.
@@ -389,4 +402,23 @@ func TestJoinKubeRefuses(t *testing.T) {
 	if _, err := JoinKube(k.ctx(), o); err == nil || !strings.Contains(err.Error(), "NODE_NAME") {
 		t.Errorf("no node name: %v", err)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer the reflector's goroutine and the test
+// may use at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
