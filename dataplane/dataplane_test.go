@@ -141,6 +141,27 @@ func TestSetPeersNetwork(t *testing.T) {
 	if want := pfxs("10.201.0.0/16", "10.203.0.0/16"); !slices.Equal(nw.routes, want) {
 		t.Fatalf("routes %v, want %v (10.204.0.0/16 is owned by a routing daemon)", nw.routes, want)
 	}
+
+	// The routes changed (reroute.go): every peer is looked up again, and
+	// a table of copies with the new path MTU replaces the old one, the
+	// counters kept; the old table's peers, which forwarding may still
+	// read, are not written. Nothing changed: the table stays.
+	nw.mtu[c] = 1200
+	before := d.Table()
+	d.recheckRoutes()
+	tbl = d.Table()
+	if p := tbl.PeerByRemote(c); p.pathMTU != 1200 {
+		t.Fatalf("after the route change: path MTU %d, want 1200", p.pathMTU)
+	}
+	if p := tbl.PeerByRemote(a); p.stats.TxPackets.Load() != 7 || p.pathMTU != 1300 {
+		t.Fatalf("after the route change, the unchanged peer: tx %d, path MTU %d", p.stats.TxPackets.Load(), p.pathMTU)
+	}
+	if p := before.PeerByRemote(c); p.pathMTU != 1400 {
+		t.Fatalf("the old table's peer was written: path MTU %d", p.pathMTU)
+	}
+	if d.recheckRoutes(); d.Table() != tbl {
+		t.Fatal("a look that found nothing changed replaced the table")
+	}
 }
 
 // TestCloseParts: Close closes the sockets, then the device queues, then

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
 	"runtime"
 
@@ -219,6 +220,16 @@ func (n deviceNetwork) PathMTUs(remotes []netip.Addr, limit int, mtus []int) {
 // NextHops resolves next-hop MACs (netcfg.NextHops).
 func (n deviceNetwork) NextHops(remotes []netip.Addr, via int, macs [][6]byte, ok []bool) error {
 	return netcfg.NextHops(remotes, via, macs, ok)
+}
+
+// RouteChanges reports changes of the routes that do not leave by the
+// device (netcfg.RouteChanges).
+func (n deviceNetwork) RouteChanges(done <-chan struct{}) (<-chan struct{}, error) {
+	ifc, err := net.InterfaceByName(string(n))
+	if err != nil {
+		return nil, err
+	}
+	return netcfg.RouteChanges(ifc.Index, done)
 }
 
 // SyncRoutes writes only the difference (netcfg.SyncRoutes).

@@ -59,6 +59,14 @@ func (d *Dataplane) Start() {
 			d.answers = true
 		}
 	}
+	if rc, ok := d.parts.Network.(routeChanger); ok {
+		if changes, err := rc.RouteChanges(d.done); err != nil {
+			d.log.Warn("route changes not followed: the peers keep the path MTU and device looked up when they were added", "err", err)
+		} else {
+			d.wg.Add(1)
+			go d.routineFollowRoutes(changes)
+		}
+	}
 	if d.hops != nil {
 		d.wg.Add(1)
 		go func() {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"tunnelplane/bench/topo"
 )
@@ -129,6 +130,47 @@ func kernelPathCase(t *testing.T, enc, peer string, offloads bool) {
 	text = scrape(t, p.A)
 	if noPeer := v("encap_no_peer"); noPeer != 1 {
 		t.Errorf("the datagram for the peer behind side0: encap_no_peer %.0f, want 1 (left to the user-space path)", noPeer)
+	}
+
+	// Routes that change after a peer was added are followed. A route
+	// that moves the side0 peer onto the underlay device puts it in the
+	// maps. One with a smaller MTU toward B takes B out (the user-space
+	// path answers packets too big for it), and its removal puts B back.
+	routeChange := func(args ...string) {
+		t.Helper()
+		const said = "routes toward peers changed"
+		n := strings.Count(a.log.String(), said)
+		if out, err := p.A.Command(context.Background(), "ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+		for deadline := time.Now().Add(5 * time.Second); strings.Count(a.log.String(), said) == n; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("tunneld did not follow ip %v:\n%s", args, a.log)
+			}
+		}
+	}
+	sent = v("encap_sent")
+	routeChange("route", "add", "10.98.0.5/32", "dev", p.IfA)
+	if err := p.A.SendUDP(netip.MustParseAddrPort("10.200.7.1:9"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	text = scrape(t, p.A)
+	if after, noPeer := v("encap_sent"), v("encap_no_peer"); after <= sent || noPeer != 1 {
+		t.Errorf("the side0 peer routed by the underlay now: encap_sent %.0f (was %.0f), encap_no_peer %.0f (want 1)", after, sent, noPeer)
+	}
+	routeChange("route", "add", lb.String()+"/32", "dev", p.IfA, "mtu", "1300")
+	noPeer := v("encap_no_peer")
+	ping(t, p.A, ob.Addr())
+	text = scrape(t, p.A)
+	if after := v("encap_no_peer"); after <= noPeer {
+		t.Errorf("B behind a 1300-byte route: encap_no_peer %.0f (was %.0f), want the pings left to the user-space path", after, noPeer)
+	}
+	routeChange("route", "del", lb.String()+"/32", "dev", p.IfA)
+	sent, noPeer = v("encap_sent"), v("encap_no_peer")
+	ping(t, p.A, ob.Addr())
+	text = scrape(t, p.A)
+	if after, np := v("encap_sent"), v("encap_no_peer"); after <= sent || np != noPeer {
+		t.Errorf("B's route back: encap_sent %.0f (was %.0f), encap_no_peer %.0f (was %.0f)", after, sent, np, noPeer)
 	}
 }
 

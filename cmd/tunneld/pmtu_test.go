@@ -16,7 +16,8 @@ import (
 // that does not fit draws "fragmentation needed" / "packet too big" with
 // the inner MTU that does fit; the sender's kernel learns it; a packet of
 // that size then crosses; a packet without DF crosses too (the outer
-// packet is fragmented).
+// packet is fragmented). A route with a smaller MTU added later is
+// followed.
 func TestPathMTU(t *testing.T) {
 	bothOffloads(t, pathMTUCases)
 }
@@ -40,7 +41,7 @@ func pathMTUCases(t *testing.T, offloads bool) {
 			if tc.inner6 {
 				oa, ob = netip.MustParsePrefix("fd00:200::1/64"), netip.MustParsePrefix("fd00:200::2/64")
 			}
-			startTunneld(t, p.A, "tp0", tunneldConfig(tc.mode, tc.encap, "", la, lb, oa, ob, "", ""))
+			a := startTunneld(t, p.A, "tp0", tunneldConfig(tc.mode, tc.encap, "", la, lb, oa, ob, "", ""))
 			startTunneld(t, p.B, "tp0", tunneldConfig(tc.mode, tc.encap, "", lb, la, ob, oa, "", ""))
 			ping(t, p.A, ob.Addr())
 
@@ -76,6 +77,15 @@ func pathMTUCases(t *testing.T, offloads bool) {
 				if out, err := run("-c", "2", "-i", "0.3", "-M", "dont", "-s", "1370"); err != nil {
 					t.Fatalf("ping without DF failed: %v\n%s", err, out)
 				}
+			}
+			// 5. A route toward the peer with a smaller MTU, added while
+			// tunneld runs, is followed: the ICMP error names the new MTU.
+			if out, err := p.A.Command(context.Background(), "ip", "route", "add", lb.String()+"/32", "dev", p.IfA, "mtu", "1300").CombinedOutput(); err != nil {
+				t.Fatalf("ip route add: %v\n%s", err, out)
+			}
+			waitLog(t, a, "routes toward peers changed")
+			if out, _ := run("-c", "2", "-i", "0.3", "-M", "do", "-s", "1300"); !strings.Contains(out, "mtu = "+itoa(tc.want-100)) && !strings.Contains(out, "mtu="+itoa(tc.want-100)) {
+				t.Fatalf("after the route with MTU 1300: no ICMP error with mtu %d:\n%s", tc.want-100, out)
 			}
 		})
 	}

@@ -46,3 +46,8 @@ func RedirectTAP(tap string, to int) error { return errNotSupported }
 
 // NextHops is not supported here.
 func NextHops(remotes []netip.Addr, via int, macs [][6]byte, ok []bool) error { return errNotSupported }
+
+// RouteChanges is not supported here.
+func RouteChanges(skip int, done <-chan struct{}) (<-chan struct{}, error) {
+	return nil, errNotSupported
+}
