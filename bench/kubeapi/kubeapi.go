@@ -46,6 +46,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"tunnelplane/bench/topo"
 )
 
 // Timeouts. Building the peers the first time is slow (about 6 minutes for
@@ -101,7 +102,7 @@ type proc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
-	log  *syncBuffer
+	log  *topo.LogBuffer
 }
 
 // Start builds (once, into the cache) or finds etcd 3.6 and kube-apiserver,
@@ -202,7 +203,7 @@ func (s *Server) StopAPIServer() {
 // start runs one process and registers its stop with the test's cleanup.
 func (s *Server) start(name, bin string, args ...string) *proc {
 	s.tb.Helper()
-	p := &proc{name: name, done: make(chan struct{}), log: &syncBuffer{}}
+	p := &proc{name: name, done: make(chan struct{}), log: &topo.LogBuffer{}}
 	p.cmd = s.opts.Command(context.Background(), bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
@@ -411,22 +412,4 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
-}
-
-// syncBuffer is a bytes.Buffer for a process's output, read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -80,13 +80,13 @@ protocol bgp mesh {
 type birdNode struct {
 	ns   *topo.NS
 	sock string
-	log  *syncBuffer
+	log  *topo.LogBuffer
 }
 
 func startBird(t *testing.T, ns *topo.NS, conf string) *birdNode {
 	t.Helper()
 	dir := t.TempDir()
-	b := &birdNode{ns: ns, sock: filepath.Join(dir, "bird.ctl"), log: &syncBuffer{}}
+	b := &birdNode{ns: ns, sock: filepath.Join(dir, "bird.ctl"), log: &topo.LogBuffer{}}
 	path := filepath.Join(dir, "bird.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

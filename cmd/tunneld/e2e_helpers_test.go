@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,28 +45,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a child's stderr while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // daemon is a tunneld process running inside a namespace.
 type daemon struct {
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *topo.LogBuffer
 	done chan error
 }
 
@@ -100,7 +81,7 @@ func startTunneld(t *testing.T, ns *topo.NS, devName, yaml string) *daemon {
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{log: &syncBuffer{}, done: make(chan error, 1)}
+	d := &daemon{log: &topo.LogBuffer{}, done: make(chan error, 1)}
 	d.cmd = ns.Command(context.Background(), tunneldBin, "--config", path)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {

@@ -69,7 +69,7 @@ type cluster struct {
 	etcdDir  string
 	etcd     *exec.Cmd
 	etcdDone chan error
-	etcdLog  *syncBuffer
+	etcdLog  *topo.LogBuffer
 	cli      *clientv3.Client
 	offloads bool
 	flanneld string
@@ -101,7 +101,7 @@ func newCluster(t *testing.T, offloads bool) *cluster {
 
 func (c *cluster) startEtcd() {
 	t := c.t
-	c.etcdLog = &syncBuffer{}
+	c.etcdLog = &topo.LogBuffer{}
 	c.etcd = c.br.NS.Command(context.Background(), "etcd", "--name", "tp", "--data-dir", c.etcdDir,
 		"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
 		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
@@ -209,7 +209,7 @@ type flannelNodeProc struct {
 	ns     *topo.NS
 	cmd    *exec.Cmd
 	done   chan error
-	log    *syncBuffer
+	log    *topo.LogBuffer
 	subnet netip.Prefix
 	addr   netip.Addr // flannel.1's address: the subnet's first address
 }
@@ -226,7 +226,7 @@ func (c *cluster) startFlanneld(ns *topo.NS) *flannelNodeProc {
 func runFlanneld(t *testing.T, ns *topo.NS, bin string, environ []string, args ...string) *flannelNodeProc {
 	t.Helper()
 	env := filepath.Join(t.TempDir(), "subnet.env")
-	f := &flannelNodeProc{ns: ns, log: &syncBuffer{}, done: make(chan error, 1)}
+	f := &flannelNodeProc{ns: ns, log: &topo.LogBuffer{}, done: make(chan error, 1)}
 	f.cmd = ns.Command(context.Background(), bin, append(args, "--iface", "eth0", "--subnet-file", env, "--ip-masq=false")...)
 	if environ != nil {
 		f.cmd.Env = append(os.Environ(), environ...)
@@ -264,7 +264,7 @@ var flannelSubnetRE = regexp.MustCompile(`(?m)^FLANNEL_SUBNET=(\S+)$`)
 
 // waitSubnetFile waits (bounded) for a subnet.env and returns the subnet
 // it names (masked: FLANNEL_SUBNET holds the first address).
-func waitSubnetFile(t *testing.T, path string, done chan error, log *syncBuffer) netip.Prefix {
+func waitSubnetFile(t *testing.T, path string, done chan error, log *topo.LogBuffer) netip.Prefix {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -1,7 +1,6 @@
 package flannel
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -230,7 +229,7 @@ func TestKubeMember(t *testing.T) {
 	st := new(Stats)
 	opt := k.opt
 	opt.Stats = st
-	logs := new(lockedBuffer)
+	logs := new(topo.LogBuffer)
 	opt.Log = slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), nil))
 	go func() {
 		m, err := JoinKube(k.ctx(), opt)
@@ -402,23 +401,4 @@ func TestJoinKubeRefuses(t *testing.T) {
 	if _, err := JoinKube(k.ctx(), o); err == nil || !strings.Contains(err.Error(), "NODE_NAME") {
 		t.Errorf("no node name: %v", err)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer the reflector's goroutine and the test
-// may use at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -30,7 +30,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -86,24 +85,8 @@ func writeConfig(path string, n, per, variant int) error {
 	return os.WriteFile(path+".tmp", b.Bytes(), 0o644)
 }
 
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuf) wait(re *regexp.Regexp, count int, limit time.Duration) ([]string, error) {
+// waitLog waits (bounded) for count matches of re in l.
+func waitLog(l *topo.LogBuffer, re *regexp.Regexp, count int, limit time.Duration) ([]string, error) {
 	deadline := time.Now().Add(limit)
 	for {
 		m := re.FindAllString(l.String(), -1)
@@ -169,8 +152,8 @@ func run(bin string, n, per, reloads int, cpuProf, heapProf string) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := func(ns *topo.NS, cfg string) (*exec.Cmd, *logBuf, error) {
-		log := &logBuf{}
+	start := func(ns *topo.NS, cfg string) (*exec.Cmd, *topo.LogBuffer, error) {
+		log := &topo.LogBuffer{}
 		cmd := ns.Command(ctx, bin, "--config", cfg)
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Start(); err != nil {
@@ -190,11 +173,11 @@ func run(bin string, n, per, reloads int, cpuProf, heapProf string) error {
 		return err
 	}
 	fwd := regexp.MustCompile(`msg=forwarding`)
-	if _, err := logA.wait(fwd, 1, 120*time.Second); err != nil {
+	if _, err := waitLog(logA, fwd, 1, 120*time.Second); err != nil {
 		return err
 	}
 	startup := time.Since(t0)
-	if _, err := logB.wait(fwd, 1, 10*time.Second); err != nil {
+	if _, err := waitLog(logB, fwd, 1, 10*time.Second); err != nil {
 		return err
 	}
 	pid := tunneldPid(a.Process.Pid)
@@ -203,7 +186,7 @@ func run(bin string, n, per, reloads int, cpuProf, heapProf string) error {
 	// A ping stream to the real peer runs through every reload.
 	pingCtx, stopPing := context.WithCancel(ctx)
 	defer stopPing()
-	pingOut := &logBuf{}
+	pingOut := &topo.LogBuffer{}
 	ping := p.A.Command(pingCtx, "ping", "-n", "-i", "0.01", "-W", "1", "10.200.0.2")
 	ping.Stdout, ping.Stderr = pingOut, pingOut
 	if err := ping.Start(); err != nil {
@@ -230,7 +213,7 @@ func run(bin string, n, per, reloads int, cpuProf, heapProf string) error {
 		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 			return err
 		}
-		lines, err := logA.wait(re, i, 60*time.Second)
+		lines, err := waitLog(logA, re, i, 60*time.Second)
 		if err != nil {
 			return err
 		}
