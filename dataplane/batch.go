@@ -61,6 +61,10 @@ type ingressBatch struct {
 	split  splitScratch // software split of super-packets (partial.go)
 	from   peerMemo     // outer source -> peer
 	src    peerMemo     // inner source -> peer, for anti-spoofing (allowed)
+	// outerTOS is the outer TOS / traffic class of the datagram being
+	// decapsulated: from the socket (UDP) or the outer header (raw IP),
+	// for the ECN rule (encap.ECNDecap).
+	outerTOS uint8
 }
 
 // start resets in for a batch read with table tbl at now; unused are the

@@ -244,6 +244,7 @@ func (d *Dataplane) routineUnderlayReader(q *queueSet) {
 				in.free = append(in.free, idx[i])
 				continue
 			}
+			in.outerTOS = m.TOS // every datagram of a GRO train came with the same
 			if seg := m.GSOSize; seg > 0 && m.N > seg && d.tunnel.superDatagram(d.bufs.buf(idx[i]), Headroom, m.N, seg) {
 				// Not a GRO train: one datagram whose inner UDP segments
 				// the kernel left joined (partial.go).

@@ -148,8 +148,31 @@ const (
 
 // decap validates and strips the tunnel headers of the datagram b[off:end]
 // that came from peer p. In TUN mode it also checks that the inner source
-// belongs to p; in TAP mode it learns the inner source MAC.
+// belongs to p; in TAP mode it learns the inner source MAC. An outer ECN
+// CE mark is passed on to the inner packet (RFC 6040, as the kernel's
+// tunnels do), or the packet dropped when its inner packet is not
+// ECN-capable.
 func (t *tunnel) decap(b []byte, off, end int, p *Peer, in *ingressBatch) (innerOff, innerEnd int, v verdict, d stats.Drop) {
+	innerOff, innerEnd, v, d = t.strip(b, off, end, p, in)
+	if v != toDevice || in.outerTOS&3 != encap.ECNCE {
+		return innerOff, innerEnd, v, d
+	}
+	ipOff := innerOff
+	if t.l2 {
+		_, _, et, payOff, r := encap.ParseEthernet(b, innerOff, innerEnd)
+		if r != encap.OK || et != encap.EtherTypeIPv4 && et != encap.EtherTypeIPv6 {
+			return innerOff, innerEnd, v, d // not IP: no ECN field to mark
+		}
+		ipOff = payOff
+	}
+	if !encap.ECNDecap(b, ipOff, innerEnd, in.outerTOS) {
+		return 0, 0, drop, stats.DropECNNotECT
+	}
+	return innerOff, innerEnd, v, d
+}
+
+// strip is decap without the ECN rule.
+func (t *tunnel) strip(b []byte, off, end int, p *Peer, in *ingressBatch) (innerOff, innerEnd int, v verdict, d stats.Drop) {
 	var r encap.DropReason
 	switch t.kind {
 	case config.EncapVXLAN:
@@ -167,6 +190,7 @@ func (t *tunnel) decap(b []byte, off, end int, p *Peer, in *ingressBatch) (inner
 		if t.rawV4 {
 			var outer encap.IPv4Header
 			off, end, r = encap.ParseIPv4(b, off, end, &outer)
+			in.outerTOS = outer.TOS
 			if r == encap.OK && outer.Protocol != encap.ProtoGRE {
 				r = encap.DropBadProtocol
 			}
@@ -188,6 +212,7 @@ func (t *tunnel) decap(b []byte, off, end int, p *Peer, in *ingressBatch) (inner
 		if t.rawV4 {
 			var outer encap.IPv4Header
 			innerOff, innerEnd, r = encap.DecapIPIP(b, off, end, &outer)
+			in.outerTOS = outer.TOS
 		} else {
 			innerOff = off
 			innerEnd, r = encap.CheckInner(b, off, end, 4)
@@ -196,6 +221,7 @@ func (t *tunnel) decap(b []byte, off, end int, p *Peer, in *ingressBatch) (inner
 		if t.rawV4 {
 			var outer encap.IPv4Header
 			innerOff, innerEnd, r = encap.DecapSIT(b, off, end, &outer)
+			in.outerTOS = outer.TOS
 		} else {
 			innerOff = off
 			innerEnd, r = encap.CheckInner(b, off, end, 6)

@@ -37,6 +37,13 @@ func (c Config) DecapProgram() (asm.Instructions, error) {
 		asm.JNE.Imm(asm.R4, 0, "pass_"+DecapFragment.String()),
 		asm.LoadMem(asm.R4, asm.R2, ethLen+16, asm.Word),
 		asm.JNE.Imm32(asm.R4, le32(l[:]), "pass_"+DecapOther.String()),
+		// Congestion experienced on the way: the user-space path copies
+		// the mark into the inner packet, or drops a packet whose inner
+		// one cannot carry it. Rare by design (a marking queue), so not
+		// worth doing here.
+		asm.LoadMem(asm.R4, asm.R2, ethLen+1, asm.Byte),
+		asm.And.Imm(asm.R4, 3),
+		asm.JEq.Imm(asm.R4, 3, "pass_"+DecapCE.String()),
 	)
 	switch c.Encap {
 	case GRE:
@@ -107,7 +114,7 @@ func (c Config) DecapProgram() (asm.Instructions, error) {
 		asm.FnRedirect.Call(),
 		asm.Return(),
 	)
-	for _, r := range []Reason{DecapOther, DecapBatch, DecapShort, DecapFragment, DecapUnknownPeer, DecapNoRoom} {
+	for _, r := range []Reason{DecapOther, DecapBatch, DecapShort, DecapFragment, DecapUnknownPeer, DecapNoRoom, DecapCE} {
 		p = append(p, passWith(r)...)
 	}
 	return p, nil

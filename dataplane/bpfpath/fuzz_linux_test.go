@@ -60,7 +60,7 @@ func wantDecap(e Encap, frame []byte) bool {
 	ip := frame[ethLen:]
 	l, r := fuzzLocal.As4(), fuzzRemote.As4()
 	proto := map[Encap]byte{IPIP: 4, GRE: 47, VXLAN: 17}[e]
-	if ip[0] != 0x45 || ip[9] != proto || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 ||
+	if ip[0] != 0x45 || ip[1]&3 == 3 || ip[9] != proto || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 ||
 		!bytes.Equal(ip[16:20], l[:]) || !bytes.Equal(ip[12:16], r[:]) {
 		return false
 	}

@@ -137,11 +137,12 @@ const (
 	DecapFragment                  // left to the stack: an outer fragment, or IPv4 options
 	DecapUnknownPeer               // left to the stack: from an address that is not the peer
 	DecapNoRoom                    // left to the stack: the kernel refused the resize
+	DecapCE                        // left to the stack: the outer header is marked ECN CE, which the user-space path passes on to the inner packet (RFC 6040)
 	NumReasons
 )
 
 var reasonNames = [NumReasons]string{"encap_sent", "encap_not_ipv4", "encap_short", "encap_no_peer", "encap_not_tcp_gso", "encap_too_long", "encap_refused", "encap_no_room",
-	"decap_received", "decap_other", "decap_batch", "decap_short", "decap_fragment", "decap_unknown_peer", "decap_no_room"}
+	"decap_received", "decap_other", "decap_batch", "decap_short", "decap_fragment", "decap_unknown_peer", "decap_no_room", "decap_ce"}
 
 func (r Reason) String() string {
 	if r < NumReasons {

@@ -28,6 +28,7 @@ const (
 	DropInnerOversize                                           // inner packet over the device MTU that is no TCP/UDP super-packet
 	DropInnerChecksum                                           // inner super-packet whose checksum is neither partial nor correct
 	DropTunnelGSOWrite                                          // the UDP-tunnel GSO TAP refused a frame (one super-packet)
+	DropECNNotECT                                               // outer ECN CE on an inner packet that is not ECN-capable (RFC 6040: drop)
 	NumDrops
 )
 
@@ -35,7 +36,7 @@ var dataplaneDropNames = [...]string{
 	"unknown_peer", "spoofed_inner", "no_route", "not_ip", "bad_ethertype",
 	"not_for_us", "neigh_malformed", "family", "too_big", "pool_exhausted",
 	"ring_full", "device_write", "underlay_write", "loop", "inner_oversize",
-	"inner_checksum", "tunnel_gso_write",
+	"inner_checksum", "tunnel_gso_write", "ecn_not_ect",
 }
 
 // String returns the snake_case label used in logs and metrics.

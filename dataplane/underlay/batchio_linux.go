@@ -31,8 +31,8 @@ func (c *BatchConn) NewBatchWriter(size int) Writer { return c.NewWriter(size) }
 // maxIovecs bounds the buffers one WriteBatch call hands to the kernel.
 const maxIovecs = 1024
 
-// oobSize holds a UDP_GRO control message (read), or a UDP_SEGMENT and an
-// IP_TOS/IPV6_TCLASS one (write).
+// oobSize holds a UDP_GRO and an IP_TOS/IPV6_TCLASS control message (read),
+// or a UDP_SEGMENT and an IP_TOS/IPV6_TCLASS one (write).
 var oobSize = 2 * unix.CmsgSpace(4)
 
 // mmsghdr mirrors struct mmsghdr. Go pads the struct to the alignment of
@@ -143,9 +143,9 @@ func (c *BatchConn) ReadBatch(ms []Message) (int, error) {
 		ms[i].N = int(s.hdrs[i].len)
 		ms[i].Trunc = s.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0
 		ms[i].Addr = sockaddrToAddrPort(&s.names[i])
-		ms[i].GSOSize = 0
+		ms[i].GSOSize, ms[i].TOS = 0, 0
 		if s.hdrs[i].hdr.Controllen > 0 {
-			ms[i].GSOSize = groSize(s.oob[i*oobSize : (i+1)*oobSize])
+			ms[i].GSOSize, ms[i].TOS = parseControl(s.oob[i*oobSize : (i+1)*oobSize])
 		}
 	}
 	return s.n, nil
@@ -285,20 +285,42 @@ func putTOSCmsg(oob []byte, tos uint8, v6 bool) int {
 	return unix.CmsgSpace(4)
 }
 
-// groSize returns the segment size of a UDP_GRO control message in oob, or
-// 0 when there is none.
-func groSize(oob []byte) int {
+// parseControl returns the segment size of a UDP_GRO control message in
+// oob (0 when there is none) and the TOS / traffic class of an IP_TOS or
+// IPV6_TCLASS one (0 when there is none).
+func parseControl(oob []byte) (gso int, tos uint8) {
 	for len(oob) >= unix.CmsgLen(0) {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		if uint64(h.Len) < uint64(unix.CmsgLen(0)) || uint64(h.Len) > uint64(len(oob)) {
-			return 0
+			return gso, tos
 		}
-		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && uint64(h.Len) >= uint64(unix.CmsgLen(4)) {
-			return int(*(*int32)(unsafe.Pointer(&oob[unix.CmsgLen(0)])))
+		data := oob[unix.CmsgLen(0):h.Len]
+		switch {
+		case h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && len(data) >= 4:
+			gso = int(*(*int32)(unsafe.Pointer(&data[0])))
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_TOS && len(data) >= 1:
+			tos = data[0]
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_TCLASS && len(data) >= 4:
+			tos = uint8(*(*int32)(unsafe.Pointer(&data[0])))
 		}
 		oob = oob[min(len(oob), unix.CmsgSpace(int(h.Len)-unix.CmsgLen(0))):]
 	}
-	return 0
+	return gso, tos
+}
+
+// EnableRecvTOS asks the kernel for each datagram's TOS / traffic class
+// (IP_RECVTOS, IPV6_RECVTCLASS); ReadBatch then reports it in TOS, for
+// the decapsulation of ECN (encap.ECNDecap).
+func (c *BatchConn) EnableRecvTOS() error {
+	var serr error
+	err := c.rc.Control(func(fd uintptr) {
+		if c.v6 {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS, 1)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVTOS, 1)
+		}
+	})
+	return errors.Join(err, serr)
 }
 
 // EnableGRO asks the kernel to coalesce received datagrams of one flow

@@ -123,6 +123,9 @@ func (s *Sockets) open(o Options, log *slog.Logger) error {
 			return err
 		}
 		qs[i].Recv, qs[i].Send = c, c
+		if err := c.EnableRecvTOS(); err != nil {
+			log.Warn("the outer TOS of received datagrams is not reported: an outer ECN CE mark is not passed on", "err", err)
+		}
 		if o.Offload {
 			if err := c.EnableGRO(); err != nil {
 				log.Info("UDP GRO not available", "err", err)

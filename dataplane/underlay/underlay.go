@@ -19,7 +19,9 @@ type Message struct {
 	// 0 when Buf holds one datagram.
 	GSOSize int
 	// TOS, on write when SetTOS, is the outer IPv4 TOS / IPv6 traffic
-	// class for this message (an IP_TOS / IPV6_TCLASS control message).
+	// class for this message (an IP_TOS / IPV6_TCLASS control message);
+	// on read, the one it arrived with when the socket reports it
+	// (BatchConn.EnableRecvTOS), else 0.
 	TOS    uint8
 	SetTOS bool
 	Addr   netip.AddrPort // read: the sender; write: the destination
