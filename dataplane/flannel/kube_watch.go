@@ -2,6 +2,7 @@ package flannel
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -12,13 +13,15 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// kubeListTimeout bounds one list request (a page of Nodes). An unbounded
-// one that met a half-dead connection held the reflector until HTTP/2's
-// health check (30 s idle + 15 s ping) gave up on it.
+// kubeListTimeout bounds one list request (a page of Nodes), and the
+// wait for a watch's answer. An unbounded request that met a half-dead
+// connection would hold the reflector until HTTP/2's health check (30 s
+// idle + 15 s ping) gave up on it.
 const kubeListTimeout = 15 * time.Second
 
 // nodeLW is the reflector's lister-watcher on Nodes: client-go's, with
-// each list request bounded, as every etcd request is, and each failed
+// each list request and the start of each watch bounded, as every etcd
+// request is, and each failed
 // list or watch request counted and logged with how long the API server
 // has been failing, so that a slow recovery explains itself in tunneld's
 // log (the reflector's own messages about retries are below klog's
@@ -64,10 +67,39 @@ func (l *nodeLW) ListWithContext(ctx context.Context, opts metav1.ListOptions) (
 	return obj, err
 }
 
+// WatchWithContext starts a watch that must answer (send its response
+// headers) within kubeListTimeout; after that, it runs until the
+// reflector stops it. The bound cannot be a deadline on the context,
+// which would end the stream: a timer cancels the request if it has not
+// returned by then.
 func (l *nodeLW) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	w, err := l.lw.WatchWithContext(ctx, opts)
-	l.note(ctx, "watch", err)
-	return w, err
+	wctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(kubeListTimeout, cancel)
+	w, err := l.lw.WatchWithContext(wctx, opts)
+	if !timer.Stop() {
+		if err == nil {
+			w.Stop()
+		}
+		err = fmt.Errorf("watch of Nodes: no answer within %s", kubeListTimeout)
+	}
+	if err != nil {
+		cancel()
+		l.note(ctx, "watch", err)
+		return nil, err
+	}
+	l.note(ctx, "watch", nil)
+	return &cancelOnStop{Interface: w, cancel: cancel}, nil
+}
+
+// cancelOnStop releases the watch's context when the reflector stops it.
+type cancelOnStop struct {
+	watch.Interface
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnStop) Stop() {
+	c.Interface.Stop()
+	c.cancel()
 }
 
 // note logs the first failure of a streak and every tenth after it, and
