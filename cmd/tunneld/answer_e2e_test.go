@@ -38,10 +38,10 @@ func answerCase(t *testing.T, tap, offloads bool) {
 	cfgB := "inline_answers: true\n" + tunneldConfig("tun", body, "", lb, la, ob, oa, "", "")
 	if tap {
 		requireTunnelGSO(t)
-		cfgA = strings.Replace(cfgA, "underlay:\n", "underlay:\n  tunnel_gso: auto\n", 1)
-		cfgB = strings.Replace(cfgB, "underlay:\n", "underlay:\n  tunnel_gso: auto\n", 1)
+		cfgA = withUnderlay(cfgA, "tunnel_gso: auto")
+		cfgB = withUnderlay(cfgB, "tunnel_gso: auto")
 	}
-	cfgB = strings.Replace(cfgB, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+	cfgB = withMetrics(cfgB)
 	startTunneld(t, p.A, "tp0", cfgA)
 	startTunneld(t, p.B, "tp0", cfgB)
 	ping(t, p.A, ob.Addr())

@@ -35,7 +35,7 @@ func TestBackendAuto(t *testing.T) {
 					macA, macB = "02:00:00:00:01:01", "02:00:00:00:02:02"
 				}
 				cfgA := tunneldConfig("tun", tc.encap, "backend: auto\n", la, lb, oa, ob, macA, macB)
-				cfgA = strings.Replace(cfgA, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+				cfgA = withMetrics(cfgA)
 				d := startTunneld(t, p.A, "tp0", cfgA)
 				startTunneld(t, p.B, "tp0", tunneldConfig("tun", tc.encap, "", lb, la, ob, oa, macB, macA))
 				link, err := p.A.Handle().LinkByName("tp0")

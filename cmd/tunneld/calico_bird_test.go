@@ -210,7 +210,7 @@ func TestCalicoBIRD(t *testing.T) {
 				c := calicoTunneldConfig(local, addr)
 				if kernelPath {
 					c = strings.Replace(c, "\nunderlay:\n", "\nunderlay:\n  kernel_path: on\n", 1)
-					c = strings.Replace(c, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+					c = withMetrics(c)
 				}
 				return c
 			}

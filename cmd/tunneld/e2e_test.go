@@ -35,6 +35,18 @@ func (c e2eCase) overlay() (a, b netip.Prefix) {
 	return netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 }
 
+// withMetrics turns on the metrics listener (127.0.0.1:9109, which
+// scrape reads) in a tunneldConfig.
+func withMetrics(cfg string) string {
+	return strings.Replace(cfg, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+}
+
+// withUnderlay adds one line (e.g. "kernel_path: on") to a tunneldConfig's
+// underlay section.
+func withUnderlay(cfg, line string) string {
+	return strings.Replace(cfg, "underlay:\n", "underlay:\n  "+line+"\n", 1)
+}
+
 // tunneldConfig renders a config for one side.
 func tunneldConfig(mode, encapBody, extra string, local, remote netip.Addr, own, peer netip.Prefix, ownMAC, peerMAC string) string {
 	peerBits := 32

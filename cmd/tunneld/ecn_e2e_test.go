@@ -3,7 +3,6 @@ package main
 import (
 	"net"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -48,9 +47,9 @@ func ecnCase(t *testing.T, enc string, kpath, offloads bool) {
 		encYAML += "  vni: 42\n"
 	}
 	cfg := tunneldConfig("tun", encYAML, "", la, lb, oa, ob, macA.String(), macB.String())
-	cfg = strings.Replace(cfg, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+	cfg = withMetrics(cfg)
 	if kpath {
-		cfg = strings.Replace(cfg, "underlay:\n", "underlay:\n  kernel_path: on\n", 1)
+		cfg = withUnderlay(cfg, "kernel_path: on")
 	}
 	startTunneld(t, p.A, "tp0", cfg)
 	_, sink := listenIn(t, p.A, "udp", netip.AddrPortFrom(oa.Addr(), 9999).String())

@@ -156,8 +156,7 @@ func deviceDeletedCases(t *testing.T, offloads bool) {
 			topo.NoChecksumErrors(t, p.A, p.B)
 			la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 			oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
-			cfgA := strings.Replace(tunneldConfig(tc.mode, tc.encap, "", la, lb, oa, ob, "", ""),
-				"metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+			cfgA := withMetrics(tunneldConfig(tc.mode, tc.encap, "", la, lb, oa, ob, "", ""))
 			a := startTunneld(t, p.A, "tp0", cfgA)
 			b := startTunneld(t, p.B, "tp0", tunneldConfig(tc.mode, tc.encap, "", lb, la, ob, oa, "", ""))
 			ping(t, p.A, ob.Addr())

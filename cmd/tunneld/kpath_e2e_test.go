@@ -37,8 +37,8 @@ func kernelPathCase(t *testing.T, enc, peer string, offloads bool) {
 		encYAML += "  vni: 42\n"
 	}
 	cfgA := tunneldConfig("tun", encYAML, "", la, lb, oa, ob, "02:00:00:00:01:01", "02:00:00:00:02:02")
-	cfgA = strings.Replace(cfgA, "underlay:\n", "underlay:\n  kernel_path: on\n", 1)
-	cfgA = strings.Replace(cfgA, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+	cfgA = withUnderlay(cfgA, "kernel_path: on")
+	cfgA = withMetrics(cfgA)
 	a := startTunneld(t, p.A, "tp0", cfgA)
 	if !strings.Contains(a.log.String(), "kernel path attached") {
 		t.Fatalf("tunneld did not attach the kernel path:\n%s", a.log)
@@ -183,7 +183,7 @@ func TestKernelPathAutoWithout(t *testing.T) {
 		la, lb := p.AddrA.Addr(), p.AddrB.Addr()
 		oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 		enc := "  type: ipudp\n"
-		cfgA := strings.Replace(tunneldConfig("tun", enc, "", la, lb, oa, ob, "", ""), "underlay:\n", "underlay:\n  kernel_path: auto\n", 1)
+		cfgA := withUnderlay(tunneldConfig("tun", enc, "", la, lb, oa, ob, "", ""), "kernel_path: auto")
 		a := startTunneld(t, p.A, "tp0", cfgA)
 		startTunneld(t, p.B, "tp0", tunneldConfig("tun", enc, "", lb, la, ob, oa, "", ""))
 		ping(t, p.A, ob.Addr())

@@ -176,7 +176,7 @@ func reloadCase(t *testing.T, offloads bool) {
 	oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 	enc := "  type: gre\n  key: 3\n"
 	base := tunneldConfig("tun", enc, "", la, lb, oa, ob, "", "")
-	base = strings.Replace(base, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+	base = withMetrics(base)
 	d := startTunneld(t, p.A, "tp0", base)
 	startTunneld(t, p.B, "tp0", tunneldConfig("tun", enc, "", lb, la, ob, oa, "", ""))
 	ping(t, p.A, ob.Addr())

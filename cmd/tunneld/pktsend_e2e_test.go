@@ -29,8 +29,8 @@ func packetSendCase(t *testing.T, enc string, offloads bool) {
 	oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 	body := "  type: " + enc + "\n"
 	cfgA := tunneldConfig("tun", body, "", la, lb, oa, ob, "", "")
-	cfgA = strings.Replace(cfgA, "underlay:\n", "underlay:\n  raw_send: packet\n", 1)
-	cfgA = strings.Replace(cfgA, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+	cfgA = withUnderlay(cfgA, "raw_send: packet")
+	cfgA = withMetrics(cfgA)
 	a := startTunneld(t, p.A, "tp0", cfgA)
 	if !strings.Contains(a.log.String(), "packet sockets send") {
 		t.Fatalf("tunneld did not open the packet sockets:\n%s", a.log)

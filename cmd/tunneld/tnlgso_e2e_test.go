@@ -91,8 +91,8 @@ func tunnelGSOCase(t *testing.T, peer, mode, pipeline string, offloads bool) {
 		enc = "  type: ipudp\n"
 	}
 	cfgA := tunneldConfig(mode, enc, "pipeline: "+pipeline+"\n", la, lb, oa, ob, "02:00:00:00:01:01", "02:00:00:00:02:02")
-	cfgA = strings.Replace(cfgA, "underlay:\n", "underlay:\n  tunnel_gso: on\n", 1)
-	cfgA = strings.Replace(cfgA, "metrics:\n  listen: \"\"\n", "metrics:\n  listen: 127.0.0.1:9109\n", 1)
+	cfgA = withUnderlay(cfgA, "tunnel_gso: on")
+	cfgA = withMetrics(cfgA)
 	a := startTunneld(t, p.A, "tp0", cfgA)
 	if !strings.Contains(a.log.String(), "TCP super-packets leave whole") {
 		t.Fatalf("tunneld did not open the UDP-tunnel GSO TAP:\n%s", a.log)
@@ -150,7 +150,7 @@ func tunnelGSOAutoWithoutCase(t *testing.T, offloads bool) {
 	la, lb := p.AddrA6.Addr(), p.AddrB6.Addr()
 	oa, ob := netip.MustParsePrefix("10.200.0.1/24"), netip.MustParsePrefix("10.200.0.2/24")
 	enc := "  type: vxlan\n  vni: 42\n"
-	cfgA := strings.Replace(tunneldConfig("tun", enc, "", la, lb, oa, ob, "", ""), "underlay:\n", "underlay:\n  tunnel_gso: auto\n", 1)
+	cfgA := withUnderlay(tunneldConfig("tun", enc, "", la, lb, oa, ob, "", ""), "tunnel_gso: auto")
 	a := startTunneld(t, p.A, "tp0", cfgA)
 	startTunneld(t, p.B, "tp0", tunneldConfig("tun", enc, "", lb, la, ob, oa, "", ""))
 	ping(t, p.A, ob.Addr())
