@@ -1,10 +1,7 @@
 package dataplane
 
 import (
-	"net/netip"
 	"time"
-
-	"tunnelplane/dataplane/netcfg"
 )
 
 // What SetPeers looks up once per new peer, its path MTU and (with the
@@ -45,52 +42,34 @@ func (d *Dataplane) routineFollowRoutes(changes <-chan struct{}) {
 	}
 }
 
-// recheckRoutes looks up every peer's path MTU and, with the kernel path,
-// its device again, and when any changed swaps in a table of copies that
-// carry the new values (the live peers are read by the forwarding
-// goroutines and are not written) and gives the kernel path its peers.
+// recheckRoutes looks every peer's path MTU and, with the kernel path,
+// its device up again (lookUpPaths, on copies: the live peers are read by
+// the forwarding goroutines and are not written), and when any changed
+// swaps in the table of copies and gives the kernel path its peers.
 func (d *Dataplane) recheckRoutes() {
 	d.ctl.Lock()
 	defer d.ctl.Unlock()
 	old := d.table.Load()
-	nw := d.parts.Network
-	if old == nil || nw == nil || len(old.Peers) == 0 {
-		return
-	}
-	remotes := make([]netip.Addr, len(old.Peers))
-	for i, p := range old.Peers {
-		remotes[i] = p.Remote
-	}
-	mtus := make([]int, len(remotes))
-	nw.PathMTUs(remotes, d.cfg.Underlay.MTU, mtus)
-	via := make([]bool, len(remotes))
-	kp := d.parts.KernelPath
-	if kp != nil {
-		if err := netcfg.RoutesVia(remotes, kp.Underlay(), via); err != nil {
-			d.log.Warn("kernel path: routes toward the peers not checked again; the peers keep what they had", "err", err)
-			kp = nil
-		}
-	}
-	mtuMoved, devMoved := 0, 0
-	for i, p := range old.Peers {
-		if mtus[i] != p.pathMTU {
-			mtuMoved++
-		}
-		if kp != nil && via[i] == p.offUnderlay {
-			devMoved++
-		}
-	}
-	if mtuMoved+devMoved == 0 {
+	if old == nil || d.parts.Network == nil || len(old.Peers) == 0 {
 		return
 	}
 	peers := make([]*Peer, len(old.Peers))
 	for i, p := range old.Peers {
 		cp := *p
-		cp.pathMTU = mtus[i]
-		if kp != nil {
-			cp.offUnderlay = !via[i]
-		}
 		peers[i] = &cp
+	}
+	d.lookUpPaths(peers)
+	mtuMoved, devMoved := 0, 0
+	for i, p := range old.Peers {
+		if peers[i].pathMTU != p.pathMTU {
+			mtuMoved++
+		}
+		if peers[i].offUnderlay != p.offUnderlay {
+			devMoved++
+		}
+	}
+	if mtuMoved+devMoved == 0 {
+		return
 	}
 	d.table.Store(NewTable(peers))
 	d.syncKernelPath(peers)

@@ -25,22 +25,29 @@ func (d *Dataplane) setPeers(peers []*Peer, routesOwned map[netip.Prefix]bool) e
 		p.stats, p.pathMTU = new(stats.PeerStats), d.cfg.Underlay.MTU
 		added = append(added, p)
 	}
-	if nw := d.parts.Network; nw != nil && len(added) > 0 {
-		remotes, mtus := make([]netip.Addr, len(added)), make([]int, len(added))
-		for i, p := range added {
-			remotes[i] = p.Remote
-		}
-		nw.PathMTUs(remotes, d.cfg.Underlay.MTU, mtus)
-		for i, p := range added {
-			p.pathMTU = mtus[i]
-		}
-	}
-	d.routeKernelPath(added)
+	d.lookUpPaths(added)
 	d.table.Store(NewTable(peers))
 	d.syncKernelPath(peers)
 	var err error
 	d.routes, err = d.syncRoutes(peers, routesOwned)
 	return err
+}
+
+// lookUpPaths sets the path MTU of peers (none of them in a live table)
+// from the Network, one PathMTUs call, and with the kernel path attached
+// whether their routes leave by its underlay (routeKernelPath).
+func (d *Dataplane) lookUpPaths(peers []*Peer) {
+	if nw := d.parts.Network; nw != nil && len(peers) > 0 {
+		remotes, mtus := make([]netip.Addr, len(peers)), make([]int, len(peers))
+		for i, p := range peers {
+			remotes[i] = p.Remote
+		}
+		nw.PathMTUs(remotes, d.cfg.Underlay.MTU, mtus)
+		for i, p := range peers {
+			p.pathMTU = mtus[i]
+		}
+	}
+	d.routeKernelPath(peers)
 }
 
 // syncRoutes points the peers' prefixes that the device's own subnets do
