@@ -38,7 +38,6 @@ package dataplane
 // never bytes. Each stage counts into its own Counters.
 
 import (
-	"fmt"
 	"time"
 
 	"tunnelplane/dataplane/stats"
@@ -113,39 +112,6 @@ func (d *Dataplane) Close() error {
 	return nil
 }
 
-// fatal reports that a stage stopped on err. During shutdown it says
-// nothing: Close closes the files the stages block on. Otherwise a closed
-// file means it went away underneath us (the kernel answers EBADFD on the
-// queues of a deleted TUN device, which wireguard-go's tun reports as
-// os.ErrClosed).
-func (d *Dataplane) fatal(stage string, err error) {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	if isClosed(err) {
-		err = fmt.Errorf("%s: %w (device deleted, or socket closed, underneath tunneld)", stage, err)
-	} else {
-		err = fmt.Errorf("%s: %w", stage, err)
-	}
-	d.log.Error("pipeline stage stopped", "stage", stage, "err", err)
-	select {
-	case d.errc <- err:
-	default:
-	}
-}
-
-// logUnlessStopping logs a warning, except during shutdown (Close closes
-// the files the stages write to).
-func (d *Dataplane) logUnlessStopping(msg string, args ...any) {
-	select {
-	case <-d.done:
-	default:
-		d.log.Warn(msg, args...)
-	}
-}
-
 func (d *Dataplane) now() int64 { return int64(time.Since(d.start)) }
 
 func (d *Dataplane) routineDeviceReader(q *queueSet) {
@@ -153,16 +119,6 @@ func (d *Dataplane) routineDeviceReader(q *queueSet) {
 	r := d.newDeviceReader(q, q.dev)
 	defer r.close()
 	for r.step() {
-	}
-}
-
-// dropNotHandedOn returns packets a stopping stage could not hand on.
-func (d *Dataplane) dropNotHandedOn(ps []packet, c *stats.Counters) {
-	for _, p := range ps {
-		c.Drop(stats.DropRingFull)
-		if !p.borrowed {
-			d.bufs.put(p.idx)
-		}
 	}
 }
 

@@ -1,10 +1,7 @@
 package dataplane
 
 import (
-	"errors"
-	"net"
 	"net/netip"
-	"os"
 	"tunnelplane/dataplane/device"
 	"tunnelplane/dataplane/stats"
 	"tunnelplane/dataplane/underlay"
@@ -361,7 +358,3 @@ func (w *deviceWriter) write(ps []packet) error {
 }
 
 func (w *deviceWriter) size() int { return len(w.bufs) }
-
-func isClosed(err error) bool {
-	return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed)
-}
