@@ -60,6 +60,16 @@ func (l *nodeLW) Watch(opts metav1.ListOptions) (watch.Interface, error) {
 }
 
 func (l *nodeLW) ListWithContext(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+	if opts.ResourceVersion != "" && opts.ResourceVersion != "0" && opts.Continue == "" {
+		// A relist after a broken watch asks for Nodes not older than the
+		// last version seen, which kube-apiserver serves from its watch
+		// cache once the cache has caught up. After an API server restart
+		// in CI that list hung past kubeListTimeout twice in a row (46 s
+		// without a Node added meanwhile). A consistent read (version "")
+		// is at least as fresh, which is all the reflector needs, and
+		// goes to etcd while the cache is not ready.
+		opts.ResourceVersion, opts.ResourceVersionMatch = "", ""
+	}
 	rctx, cancel := context.WithTimeout(ctx, kubeListTimeout)
 	defer cancel()
 	obj, err := l.lw.ListWithContext(rctx, opts)
